@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, lints, and the whole workspace's test suites.
+# Installs what it needs itself (it is the README's test command and what .ci/run calls).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The pinned toolchain (rust-toolchain.toml) with rustfmt and clippy.
+if command -v rustup >/dev/null 2>&1; then
+  rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked 2>&1 | tee target/test-all.log
+# One closing summary line over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "workspace: %d passed, %d failed, %d skipped\n", p, f, i }' target/test-all.log

@@ -1,0 +1,51 @@
+//! The one error enum of the trainer crate.
+
+use std::path::PathBuf;
+
+/// Every failure of the trainer: reading data, evaluating, writing reports.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record of an input file is malformed: `file:line: reason`.
+    #[error("{file}:{line}: {reason}")]
+    Parse {
+        file: String,
+        line: u64,
+        reason: String,
+    },
+    /// The data is well-formed but unusable for the asked operation.
+    #[error("data: {0}")]
+    Data(String),
+    /// A caller passed an argument outside its domain.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A result or report could not be serialised.
+    #[error("serialise {what}: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The SVG chart could not be drawn.
+    #[error("chart {path}: {reason}")]
+    Chart { path: PathBuf, reason: String },
+}
+
+/// The trainer's result type.
+pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
+
+impl TrainerError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainerError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! slowfast-trainer: the cloud side of MC²-SF (paper `mc2sf.txt`).
+//!
+//! Data flows one way: [`data`] (read → filter → split) → [`eval`] (sample → score → metrics →
+//! report). [`synth`] writes the synthetic default data set; [`baselines`] holds the models that
+//! the evaluation harness ranks with.
+
+pub mod baselines;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod synth;
+
+pub use error::{Result, TrainerError};

@@ -1,0 +1,248 @@
+//! `slowfast`: the command line of the slowfast trainer (DESIGN.md §8).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use slowfast_trainer::baselines;
+use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
+use slowfast_trainer::eval::{chart, runner};
+use slowfast_trainer::synth::{self, SynthConfig};
+use slowfast_trainer::{Result, TrainerError};
+
+#[derive(Parser)]
+#[command(
+    name = "slowfast",
+    version,
+    about = "MC²-SF slow-fast recommendation: data, training, evaluation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic event log (CSV; gzip when the name ends in .gz).
+    Synth(SynthArgs),
+    /// Inspect a data set.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Evaluate models with the paper's protocol; writes results.json, results.md, results.svg.
+    Eval(EvalArgs),
+    /// The main job on the synthetic default: synth → evaluate every available model.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    #[arg(long, default_value_t = SynthConfig::default().users)]
+    users: usize,
+    #[arg(long, default_value_t = SynthConfig::default().items)]
+    items: usize,
+    #[arg(long, default_value_t = SynthConfig::default().seed)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Users, items, clicks, exposures before/after the 20-core filter, and the split sizes.
+    Stats {
+        #[command(flatten)]
+        input: Input,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct Input {
+    /// The event log: CSV (`user,item,timestamp,kind`), ML-1M `ratings.dat` or Steam reviews.
+    #[arg(long)]
+    data: PathBuf,
+    /// The file format; guessed from the name when left out.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Skip and count malformed records instead of stopping at the first.
+    #[arg(long)]
+    lenient: bool,
+}
+
+impl Input {
+    fn load(&self) -> Result<Dataset> {
+        let format = self.format.unwrap_or_else(|| Format::guess(&self.data));
+        let data = Dataset::load(
+            &self.data,
+            format,
+            ReadOptions {
+                lenient: self.lenient,
+            },
+        )?;
+        if data.log.skipped > 0 {
+            tracing::warn!(
+                skipped = data.log.skipped,
+                "malformed records skipped (--lenient)"
+            );
+        }
+        Ok(data)
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    input: Input,
+    /// Comma-separated model names, or `all`.
+    #[arg(long, default_value = "all")]
+    models: String,
+    /// Number of seeds (1, 2, …, N); results are mean ± std over them.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where the demo writes its data and reports.
+    #[arg(long, default_value = "out/demo")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(a) => synth_cmd(&a),
+        Command::Data(DataCommand::Stats { input, json }) => stats_cmd(&input, json),
+        Command::Eval(a) => eval_cmd(&a),
+        Command::Demo(a) => demo_cmd(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn synth_cmd(a: &SynthArgs) -> Result<()> {
+    let cfg = SynthConfig {
+        users: a.users,
+        items: a.items,
+        seed: a.seed,
+        ..SynthConfig::default()
+    };
+    write_synth(&cfg, &a.out)
+}
+
+fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
+    let log = synth::generate(cfg)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+    }
+    data::csv::write(&log, out)?;
+    let (clicks, exposures) = log.counts();
+    println!(
+        "wrote {}: {} users, {} items, {clicks} clicks, {exposures} exposures (seed {})",
+        out.display(),
+        log.users.len(),
+        log.items.len(),
+        cfg.seed
+    );
+    Ok(())
+}
+
+fn stats_cmd(input: &Input, json: bool) -> Result<()> {
+    let data = input.load()?;
+    let f = &data.filter;
+    let s = &data.split.report;
+    if json {
+        let v = serde_json::json!({
+            "dataset": data.name, "skipped": data.log.skipped, "filter": f, "split": s,
+        });
+        println!("{v:#}");
+        return Ok(());
+    }
+    println!("{} ({})", data.name, input.data.display());
+    if data.log.skipped > 0 {
+        println!("malformed records skipped: {}", data.log.skipped);
+    }
+    println!("| | users | items | clicks | exposures |\n|---|---|---|---|---|");
+    for (name, c) in [("read", f.before), ("after 20-core filter", f.after)] {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            c.users, c.items, c.clicks, c.exposures
+        );
+    }
+    println!(
+        "filter: users and items with < {} interactions dropped in {} passes (the last drops nothing)",
+        f.min_interactions, f.passes
+    );
+    println!(
+        "split: {} users ({} with < 11 clicks left out)\n| phase | clicks | exposures |\n|---|---|---|",
+        s.users, s.users_too_short
+    );
+    for (name, p) in [
+        ("slow training", s.slow),
+        ("fast training", s.fast),
+        ("test", s.test),
+    ] {
+        println!("| {name} | {} | {} |", p.clicks, p.exposures);
+    }
+    Ok(())
+}
+
+fn eval_cmd(a: &EvalArgs) -> Result<()> {
+    let data = a.input.load()?;
+    let models = baselines::parse_list(&a.models)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    evaluate_and_report(&data, &models, a.seeds, &a.out, command)
+}
+
+fn evaluate_and_report(
+    data: &Dataset,
+    models: &[String],
+    seeds: u64,
+    out: &Path,
+    command: String,
+) -> Result<()> {
+    if seeds == 0 {
+        return Err(TrainerError::InvalidArgument(
+            "--seeds must be at least 1".into(),
+        ));
+    }
+    let seeds: Vec<u64> = (1..=seeds).collect();
+    let mut results = runner::run(data, models, &seeds)?;
+    results.command = command;
+    results.write(out)?;
+    chart::write_svg(&results, &out.join("results.svg"))?;
+    println!("{}", results.markdown());
+    println!("wrote {}/results.{{json,md,svg}}", out.display());
+    Ok(())
+}
+
+fn demo_cmd(a: &DemoArgs) -> Result<()> {
+    let cfg = SynthConfig::default();
+    let path = a.out.join("synthetic.csv.gz");
+    write_synth(&cfg, &path)?;
+    let data = Dataset::load(&path, Format::Csv, ReadOptions::default())?;
+    let data = Dataset {
+        name: "synthetic".into(),
+        ..data
+    };
+    let models: Vec<String> = baselines::AVAILABLE.iter().map(|m| m.to_string()).collect();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    evaluate_and_report(&data, &models, a.seeds, &a.out.join("eval"), command)
+}

@@ -1,0 +1,418 @@
+//! The generator's contract: determinism, sizes the pipeline needs, and every planted signal
+//! visible in the log.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use rand::seq::index;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+/// The default data set, generated once for all tests.
+fn default_log() -> &'static (World, EventLog) {
+    static CELL: OnceLock<(World, EventLog)> = OnceLock::new();
+    CELL.get_or_init(|| {
+        generate_with_world(&SynthConfig::default()).expect("the default config is valid")
+    })
+}
+
+fn small(seed: u64) -> SynthConfig {
+    SynthConfig {
+        users: 40,
+        items: 300,
+        seed,
+        ..SynthConfig::default()
+    }
+}
+
+/// Each user's events in log order.
+fn per_user(log: &EventLog) -> Vec<Vec<Event>> {
+    let mut users = vec![Vec::new(); log.users.len()];
+    for e in &log.events {
+        users[e.user as usize].push(*e);
+    }
+    users
+}
+
+fn clicks(events: &[Event]) -> Vec<u32> {
+    events
+        .iter()
+        .filter(|e| e.kind == EventKind::Click)
+        .map(|e| e.item)
+        .collect()
+}
+
+/// `(clicks, shows)` of every show for which `pick(user, item, earlier unclicked shows)` holds.
+fn ctr_where(log: &EventLog, pick: impl Fn(u32, u32, u32) -> bool) -> (u64, u64) {
+    let mut unclicked: HashMap<(u32, u32), u32> = HashMap::new();
+    let (mut hits, mut shows) = (0, 0);
+    for e in &log.events {
+        let seen = unclicked.entry((e.user, e.item)).or_insert(0);
+        if pick(e.user, e.item, *seen) {
+            shows += 1;
+            hits += u64::from(e.kind == EventKind::Click);
+        }
+        if e.kind == EventKind::Exposure {
+            *seen += 1;
+        }
+    }
+    (hits, shows)
+}
+
+fn rate((hits, shows): (u64, u64)) -> f64 {
+    hits as f64 / shows.max(1) as f64
+}
+
+#[test]
+fn same_seed_gives_identical_log() {
+    let dump = |log: &EventLog| -> String {
+        log.events
+            .iter()
+            .map(|e| {
+                let (u, i) = (
+                    log.users.raw(e.user).unwrap_or("?"),
+                    log.items.raw(e.item).unwrap_or("?"),
+                );
+                format!("{u},{i},{},{:?}\n", e.ts, e.kind)
+            })
+            .collect()
+    };
+    let a = generate(&small(7)).unwrap();
+    let b = generate(&small(7)).unwrap();
+    assert!(!a.events.is_empty());
+    assert_eq!(dump(&a), dump(&b));
+    let c = generate(&small(8)).unwrap();
+    assert_ne!(dump(&a), dump(&c));
+}
+
+#[test]
+fn default_config_meets_the_pipeline_needs() {
+    let (world, log) = default_log();
+    assert_eq!((world.num_users(), world.num_items()), (1000, 1000));
+    let (n_clicks, n_exposures) = log.counts();
+    let users = per_user(log);
+    let per_user_clicks: Vec<usize> = users.iter().map(|ev| clicks(ev).len()).collect();
+    assert!(
+        per_user_clicks.iter().all(|&c| c >= 25),
+        "min {:?}",
+        per_user_clicks.iter().min()
+    );
+    let mean = n_clicks as f64 / users.len() as f64;
+    assert!(
+        (60.0..=120.0).contains(&mean),
+        "mean clicks per user {mean}"
+    );
+    let ratio = n_exposures as f64 / n_clicks as f64;
+    assert!((1.0..=3.0).contains(&ratio), "exposures per click {ratio}");
+
+    let mut per_item = vec![0usize; world.num_items()];
+    for e in &log.events {
+        per_item[e.item as usize] += 1;
+    }
+    let dense = per_item.iter().filter(|&&n| n >= 20).count();
+    assert!(
+        dense as f64 >= 0.99 * per_item.len() as f64,
+        "{dense} items with >= 20 interactions"
+    );
+
+    assert!(
+        log.events.windows(2).all(|w| w[0].ts <= w[1].ts),
+        "log sorted by time"
+    );
+    for ev in &users {
+        assert!(ev.windows(2).all(|w| w[0].ts <= w[1].ts));
+        let c = clicks(ev);
+        let mut distinct = c.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            c.len(),
+            "an item is clicked at most once per user"
+        );
+    }
+    assert_eq!(log.users.raw(17), Some("u17"));
+    assert_eq!(log.items.get("i999"), Some(999));
+    assert_eq!(log.skipped, 0);
+}
+
+#[test]
+fn clicks_concentrate_on_long_term_taste() {
+    let (world, log) = default_log();
+    let top = 2;
+    let base = top as f64 / world.num_topics() as f64;
+    let mut share = 0.0;
+    for (user, ev) in per_user(log).iter().enumerate() {
+        let taste = world.taste(user as u32);
+        let mut topics: Vec<usize> = (0..taste.len()).collect();
+        topics.sort_by(|&a, &b| taste[b].total_cmp(&taste[a]));
+        let c = clicks(ev);
+        let hits = c
+            .iter()
+            .filter(|&&i| topics[..top].contains(&(world.item_topic(i) as usize)))
+            .count();
+        share += hits as f64 / c.len() as f64;
+    }
+    share /= world.num_users() as f64;
+    assert!(
+        share > 3.0 * base,
+        "top-{top} taste topics get {share:.3} of clicks, base rate {base:.3}"
+    );
+}
+
+#[test]
+fn consecutive_clicks_share_a_topic_more_than_distant_ones() {
+    let (world, log) = default_log();
+    let same_topic_rate = |lag: usize| {
+        let (mut same, mut pairs) = (0u64, 0u64);
+        for ev in per_user(log) {
+            let c = clicks(&ev);
+            for w in c.windows(lag + 1) {
+                pairs += 1;
+                same += u64::from(world.item_topic(w[0]) == world.item_topic(w[lag]));
+            }
+        }
+        rate((same, pairs))
+    };
+    let (near, far) = (same_topic_rate(1), same_topic_rate(40));
+    assert!(
+        near > 1.5 * far,
+        "lag-1 same-topic rate {near:.3} vs lag-40 {far:.3}"
+    );
+}
+
+#[test]
+fn disliked_topics_are_shown_but_rarely_clicked() {
+    let (world, log) = default_log();
+    let disliked = ctr_where(log, |u, i, _| world.dislikes(u, world.item_topic(i)));
+    let other = ctr_where(log, |u, i, _| !world.dislikes(u, world.item_topic(i)));
+    assert!(
+        disliked.1 as f64 > 0.03 * (disliked.1 + other.1) as f64,
+        "disliked items are shown"
+    );
+    assert!(
+        rate(disliked) < 0.1 * rate(other),
+        "CTR {:.4} vs {:.4}",
+        rate(disliked),
+        rate(other)
+    );
+}
+
+#[test]
+fn fatigue_lowers_the_ctr_of_items_shown_without_a_click() {
+    let fatigue_ratio = |cfg: &SynthConfig| {
+        let log = generate(cfg).unwrap();
+        let fresh = ctr_where(&log, |_, _, seen| seen == 0);
+        let tired = ctr_where(&log, |_, _, seen| seen >= 3);
+        rate(tired) / rate(fresh)
+    };
+    let cfg = SynthConfig {
+        users: 300,
+        ..SynthConfig::default()
+    };
+    let with = fatigue_ratio(&cfg);
+    let mut off = cfg.clone();
+    off.click.fatigue = 0.0;
+    let without = fatigue_ratio(&off);
+    assert!(
+        with < 0.5,
+        "items shown >= 3 times unclicked keep {with:.3} of the fresh CTR"
+    );
+    assert!(
+        with < 0.7 * without,
+        "fatigue {with:.3} vs selection alone {without:.3}"
+    );
+}
+
+/// HR@10 of the last click of every user against 99 items the user never interacted with,
+/// scored by `score(user, item)`.
+fn hit_rate_at_10(log: &EventLog, n_items: usize, score: impl Fn(u32, u32) -> f64) -> f64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut hits = 0usize;
+    let users = per_user(log);
+    for (user, ev) in users.iter().enumerate() {
+        let user = user as u32;
+        let Some(&target) = clicks(ev).last() else {
+            continue;
+        };
+        let mut seen = vec![false; n_items];
+        ev.iter().for_each(|e| seen[e.item as usize] = true);
+        let unseen: Vec<u32> = (0..n_items as u32).filter(|&i| !seen[i as usize]).collect();
+        let s = score(user, target);
+        let above = index::sample(&mut rng, unseen.len(), 99)
+            .iter()
+            .filter(|&k| score(user, unseen[k]) >= s)
+            .count();
+        hits += usize::from(above < 10);
+    }
+    hits as f64 / users.len() as f64
+}
+
+#[test]
+fn popularity_and_planted_preference_beat_random() {
+    let (world, log) = default_log();
+    let mut train_clicks = vec![0u64; world.num_items()];
+    for ev in per_user(log) {
+        let c = clicks(&ev);
+        for &i in &c[..c.len().saturating_sub(5)] {
+            train_clicks[i as usize] += 1;
+        }
+    }
+    let popular = hit_rate_at_10(log, world.num_items(), |_, i| {
+        train_clicks[i as usize] as f64
+    });
+    let planted = hit_rate_at_10(log, world.num_items(), |u, i| {
+        f64::from(world.preference(u, i))
+    });
+    assert!(
+        popular > 0.2,
+        "popularity HR@10 {popular:.3}, random is 0.10"
+    );
+    assert!(
+        planted > popular + 0.1,
+        "planted preference HR@10 {planted:.3} vs popularity {popular:.3}"
+    );
+}
+
+#[test]
+fn respond_never_reclicks_and_counts_fatigue() {
+    let world = World::new(&small(3)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let user = 5;
+    let mut state = world.new_user_state(user, &mut rng);
+    let slate = [0u32, 1, 2];
+    let mut clicked = Vec::new();
+    let mut clock = state.clock();
+    for _ in 0..50 {
+        let before: Vec<u32> = slate.iter().map(|&i| state.fatigue(i)).collect();
+        let response = world.step(&mut state, user, &slate, &mut rng);
+        assert_eq!(response.shown_at, clock);
+        assert!(state.clock() > clock, "the clock moves on");
+        clock = state.clock();
+        if let Some(j) = response.clicked {
+            assert!(
+                !clicked.contains(&slate[j]),
+                "item {} clicked twice",
+                slate[j]
+            );
+            clicked.push(slate[j]);
+            assert!(response
+                .clicked_at
+                .is_some_and(|t| t > response.shown_at && t < clock));
+            assert!(world.utility(&state, user, slate[j]).is_none());
+        } else {
+            assert_eq!(response.clicked_at, None);
+        }
+        for (j, &item) in slate.iter().enumerate() {
+            let expected = before[j] + u32::from(response.clicked != Some(j));
+            assert_eq!(state.fatigue(item), expected);
+        }
+        assert!(state.session_steps_left() >= 1);
+    }
+    assert_eq!(state.clicks(), clicked.len());
+    assert_eq!(
+        world.respond(&mut state, user, &[], &mut rng),
+        None,
+        "an empty slate gets no click"
+    );
+}
+
+#[test]
+fn disliked_items_lose_against_no_click() {
+    let world = World::new(&SynthConfig::default()).unwrap();
+    let user = 0;
+    let bad = world.disliked_topics(user);
+    assert_eq!(bad.len(), 2);
+    let slate: Vec<u32> = bad
+        .iter()
+        .flat_map(|&t| world.topic_items(t)[..2].to_vec())
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut state = world.new_user_state(user, &mut rng);
+    let hits = (0..500)
+        .filter(|_| world.respond(&mut state, user, &slate, &mut rng).is_some())
+        .count();
+    assert!(hits < 10, "{hits} clicks in 500 slates of disliked items");
+    for &i in &slate {
+        assert!(world.preference(user, i) < 0.0);
+    }
+}
+
+#[test]
+fn world_is_planted_as_documented() {
+    let world = World::new(&SynthConfig::default()).unwrap();
+    for t in 0..world.num_topics() as u32 {
+        let n = world.topic_items(t).len();
+        assert!((62..=63).contains(&n), "topic {t} has {n} items");
+    }
+    for user in 0..world.num_users() as u32 {
+        let taste = world.taste(user);
+        assert_eq!(taste.iter().copied().fold(0.0, f32::max), 1.0);
+        let mut order: Vec<usize> = (0..taste.len()).collect();
+        order.sort_by(|&a, &b| taste[b].total_cmp(&taste[a]));
+        for &t in world.disliked_topics(user).iter() {
+            assert_eq!(taste[t as usize], 0.0);
+            assert!(
+                !order[..3].contains(&(t as usize)),
+                "a top-3 topic is disliked"
+            );
+        }
+    }
+    let head = (0..1000).max_by(|&a, &b| world.popularity(a).total_cmp(&world.popularity(b)));
+    assert_eq!(head.map(|i| world.popularity(i)), Some(1.0));
+}
+
+/// A change that makes a valid config invalid.
+type Breakage = fn(&mut SynthConfig);
+
+#[test]
+fn validate_names_the_bad_field() {
+    let cases: [(&str, Breakage); 14] = [
+        ("users", |c| c.users = 0),
+        ("items", |c| c.items = 0),
+        ("topics", |c| c.topics = 0),
+        ("topics", |c| c.topics = 1001),
+        ("disliked_topics", |c| c.disliked_topics = 16),
+        ("taste_concentration", |c| c.taste_concentration = 0.0),
+        ("zipf_exponent", |c| c.zipf_exponent = f64::NAN),
+        ("slate_size", |c| c.slate_size = 0),
+        ("clicks per user", |c| c.min_clicks_per_user = 200),
+        ("max_clicks_per_user + slate_size", |c| c.items = 100),
+        ("session steps", |c| c.session_min_steps = 0),
+        ("session_in_taste", |c| c.session_in_taste = 1.5),
+        ("click.dislike", |c| c.click.dislike = -1.0),
+        ("click.no_click", |c| c.click.no_click = f32::INFINITY),
+    ];
+    for (field, break_it) in cases {
+        let mut cfg = SynthConfig::default();
+        break_it(&mut cfg);
+        match generate(&cfg) {
+            Err(TrainerError::InvalidArgument(msg)) => {
+                assert!(msg.contains(field), "{field}: {msg}")
+            }
+            other => panic!(
+                "{field}: expected InvalidArgument, got {:?}",
+                other.map(|l| l.events.len())
+            ),
+        }
+    }
+    assert!(SynthConfig::default().validate().is_ok());
+}
+
+#[test]
+fn config_reads_partial_json_with_defaults() {
+    let cfg: SynthConfig =
+        serde_json::from_str(r#"{"users": 10, "click": {"fatigue": 0.0}}"#).unwrap();
+    assert_eq!(cfg.users, 10);
+    assert_eq!(cfg.items, SynthConfig::default().items);
+    assert_eq!(cfg.click.fatigue, 0.0);
+    assert_eq!(cfg.click.dislike, ClickModel::default().dislike);
+    let back: SynthConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(back, cfg);
+    assert!(
+        serde_json::from_str::<SynthConfig>(r#"{"usres": 10}"#).is_err(),
+        "unknown fields are refused"
+    );
+}

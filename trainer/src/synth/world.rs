@@ -1,0 +1,385 @@
+//! The planted world (items, users, tastes, dislikes) and the user's click model.
+
+use std::collections::{HashMap, HashSet};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp, Gamma};
+
+use super::SynthConfig;
+use crate::error::{Result, TrainerError};
+
+/// A user's top taste topics are never disliked.
+const PROTECTED_TOPICS: usize = 3;
+/// Seconds from a slate to the click on it.
+const DWELL_SECS: std::ops::RangeInclusive<i64> = 2..=20;
+/// Seconds from one slate (or its click) to the next slate of the session.
+const STEP_GAP_SECS: std::ops::RangeInclusive<i64> = 20..=120;
+/// Gap between sessions: this minimum plus an exponential with the mean below.
+const SESSION_GAP_MIN_SECS: f64 = 1800.0;
+const SESSION_GAP_MEAN_SECS: f64 = 18.0 * 3600.0;
+/// Users start within this many seconds after `start_ts`.
+const START_SPREAD_SECS: i64 = 14 * 86_400;
+
+/// Items' topics and popularity, users' long-term tastes and hidden dislikes, and the click
+/// model over them (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct World {
+    config: SynthConfig,
+    item_topic: Vec<u32>,
+    /// Zipf weight `(rank + 1)^-s`, the logging policy's popularity.
+    item_weight: Vec<f64>,
+    /// `1 − ln(rank + 1) / ln(items)`: the popularity term of the click model.
+    item_popularity: Vec<f32>,
+    topic_items: Vec<Vec<u32>>,
+    /// `users × topics`, each row scaled to a maximum of 1; 0 on disliked topics.
+    taste: Vec<f32>,
+    /// `users × topics`.
+    disliked: Vec<bool>,
+    session_gap: Exp<f64>,
+}
+
+impl World {
+    /// Draws the world of `cfg` (stream 0 of the seed).
+    pub fn new(cfg: &SynthConfig) -> Result<World> {
+        cfg.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let (n_items, n_topics) = (cfg.items, cfg.topics);
+
+        // Balanced topics: a random permutation dealt round-robin.
+        let mut order: Vec<u32> = (0..n_items as u32).collect();
+        order.shuffle(&mut rng);
+        let mut item_topic = vec![0u32; n_items];
+        let mut topic_items = vec![Vec::new(); n_topics];
+        for (k, &item) in order.iter().enumerate() {
+            item_topic[item as usize] = (k % n_topics) as u32;
+        }
+        for (item, &t) in item_topic.iter().enumerate() {
+            topic_items[t as usize].push(item as u32);
+        }
+
+        // Popularity ranks, independent of topics.
+        order.shuffle(&mut rng);
+        let mut item_weight = vec![0.0; n_items];
+        let mut item_popularity = vec![1.0f32; n_items];
+        let log_n = (n_items as f64).ln();
+        for (rank, &item) in order.iter().enumerate() {
+            let r = rank as f64 + 1.0;
+            item_weight[item as usize] = r.powf(-cfg.zipf_exponent);
+            if n_items > 1 {
+                item_popularity[item as usize] = (1.0 - r.ln() / log_n) as f32;
+            }
+        }
+
+        let gamma = Gamma::new(cfg.taste_concentration, 1.0).map_err(|e| {
+            TrainerError::InvalidArgument(format!("synth: taste_concentration: {e}"))
+        })?;
+        let mut taste = vec![0.0f32; cfg.users * n_topics];
+        let mut disliked = vec![false; cfg.users * n_topics];
+        for (row, bad) in taste
+            .chunks_mut(n_topics)
+            .zip(disliked.chunks_mut(n_topics))
+        {
+            draw_user(row, bad, cfg.disliked_topics, &gamma, &mut rng);
+        }
+
+        let session_gap = Exp::new(1.0 / SESSION_GAP_MEAN_SECS)
+            .map_err(|e| TrainerError::InvalidArgument(format!("synth: session gap: {e}")))?;
+        Ok(World {
+            config: cfg.clone(),
+            item_topic,
+            item_weight,
+            item_popularity,
+            topic_items,
+            taste,
+            disliked,
+            session_gap,
+        })
+    }
+
+    /// The configuration the world was drawn from.
+    pub fn config(&self) -> &SynthConfig {
+        &self.config
+    }
+
+    /// Number of users.
+    pub fn num_users(&self) -> usize {
+        self.config.users
+    }
+
+    /// Number of items.
+    pub fn num_items(&self) -> usize {
+        self.config.items
+    }
+
+    /// Number of topics.
+    pub fn num_topics(&self) -> usize {
+        self.config.topics
+    }
+
+    /// The topic of `item`. Panics if `item` is out of range, as do the accessors below.
+    pub fn item_topic(&self, item: u32) -> u32 {
+        self.item_topic[item as usize]
+    }
+
+    /// The items of `topic`, ascending.
+    pub fn topic_items(&self, topic: u32) -> &[u32] {
+        &self.topic_items[topic as usize]
+    }
+
+    /// The Zipf weight `(rank + 1)^-s` of `item` (unnormalised).
+    pub fn popularity_weight(&self, item: u32) -> f64 {
+        self.item_weight[item as usize]
+    }
+
+    /// The normalised log-popularity `1 − ln(rank + 1) / ln(items) ∈ [0, 1]` of `item`.
+    pub fn popularity(&self, item: u32) -> f32 {
+        self.item_popularity[item as usize]
+    }
+
+    /// The long-term taste of `user` per topic, scaled so that the top topic is 1.
+    pub fn taste(&self, user: u32) -> &[f32] {
+        let t = self.config.topics;
+        &self.taste[user as usize * t..][..t]
+    }
+
+    /// Whether `user` (secretly) dislikes `topic`.
+    pub fn dislikes(&self, user: u32, topic: u32) -> bool {
+        self.disliked[user as usize * self.config.topics + topic as usize]
+    }
+
+    /// The topics `user` dislikes, ascending.
+    pub fn disliked_topics(&self, user: u32) -> Vec<u32> {
+        (0..self.config.topics as u32)
+            .filter(|&t| self.dislikes(user, t))
+            .collect()
+    }
+
+    /// The planted long-term affinity of `user` for `item`: taste, popularity and dislike,
+    /// without session or fatigue. Higher is better; use it as the relevance for NDCG
+    /// against planted preferences.
+    pub fn preference(&self, user: u32, item: u32) -> f32 {
+        let c = &self.config.click;
+        let topic = self.item_topic(item);
+        let dislike = if self.dislikes(user, topic) {
+            c.dislike
+        } else {
+            0.0
+        };
+        c.taste * self.taste(user)[topic as usize] + c.popularity * self.popularity(item) - dislike
+    }
+
+    /// The utility of `item` to `user` now: [`World::preference`] plus the session bonus minus
+    /// fatigue; `None` for an item the user already clicked (never clicked again).
+    pub fn utility(&self, state: &UserState, user: u32, item: u32) -> Option<f32> {
+        if state.has_clicked(item) {
+            return None;
+        }
+        let c = &self.config.click;
+        let session = if self.item_topic(item) == state.session_topic {
+            c.session
+        } else {
+            0.0
+        };
+        let fatigue = c.fatigue * state.fatigue(item).min(c.fatigue_cap) as f32;
+        Some(self.preference(user, item) + session - fatigue)
+    }
+
+    /// A fresh simulation state for `user`: a start time within 14 days after `start_ts` and
+    /// a first session.
+    pub fn new_user_state<R: Rng + ?Sized>(&self, user: u32, rng: &mut R) -> UserState {
+        let clock = self.config.start_ts + rng.random_range(0..START_SPREAD_SECS);
+        let (session_topic, session_steps_left) = self.draw_session(user, rng);
+        UserState {
+            session_topic,
+            session_steps_left,
+            clock,
+            fatigue: HashMap::new(),
+            clicked: HashSet::new(),
+        }
+    }
+
+    /// Shows `slate` to `user` and returns the index of the clicked item, if any; advances
+    /// fatigue, session and clock (see [`World::step`]).
+    pub fn respond<R: Rng + ?Sized>(
+        &self,
+        state: &mut UserState,
+        user: u32,
+        slate: &[u32],
+        rng: &mut R,
+    ) -> Option<usize> {
+        self.step(state, user, slate, rng).clicked
+    }
+
+    /// [`World::respond`] with the times: the slate is shown at the state's clock, a click
+    /// follows 2–20 s later. Every unclicked slate item gains one fatigue count. The next slate
+    /// comes 20–120 s later; when the session's steps run out, a new session with a fresh
+    /// topic starts after a gap of 30 min + Exp(mean 18 h). Panics if an item is out of range.
+    pub fn step<R: Rng + ?Sized>(
+        &self,
+        state: &mut UserState,
+        user: u32,
+        slate: &[u32],
+        rng: &mut R,
+    ) -> Response {
+        let utilities: Vec<Option<f32>> = slate
+            .iter()
+            .map(|&i| self.utility(state, user, i))
+            .collect();
+        let no_click = f64::from(self.config.click.no_click);
+        let top = utilities
+            .iter()
+            .flatten()
+            .map(|&u| f64::from(u))
+            .fold(no_click, f64::max);
+        let weights: Vec<f64> = utilities
+            .iter()
+            .map(|u| u.map_or(0.0, |u| (f64::from(u) - top).exp()))
+            .collect();
+        let total = (no_click - top).exp() + weights.iter().sum::<f64>();
+        let mut draw = rng.random::<f64>() * total;
+        let mut clicked = None;
+        for (j, &w) in weights.iter().enumerate() {
+            if draw < w {
+                clicked = Some(j);
+                break;
+            }
+            draw -= w;
+        }
+
+        for (j, &item) in slate.iter().enumerate() {
+            if clicked == Some(j) {
+                state.clicked.insert(item);
+            } else {
+                *state.fatigue.entry(item).or_insert(0) += 1;
+            }
+        }
+
+        let shown_at = state.clock;
+        let clicked_at = clicked.map(|_| shown_at + rng.random_range(DWELL_SECS));
+        state.clock = clicked_at.unwrap_or(shown_at) + rng.random_range(STEP_GAP_SECS);
+        state.session_steps_left = state.session_steps_left.saturating_sub(1);
+        if state.session_steps_left == 0 {
+            let gap = SESSION_GAP_MIN_SECS + self.session_gap.sample(rng);
+            state.clock += gap as i64;
+            (state.session_topic, state.session_steps_left) = self.draw_session(user, rng);
+        }
+        Response {
+            clicked,
+            shown_at,
+            clicked_at,
+        }
+    }
+
+    /// A session topic (from the taste with probability `session_in_taste`, else uniform
+    /// among the non-disliked topics) and its length in steps.
+    fn draw_session<R: Rng + ?Sized>(&self, user: u32, rng: &mut R) -> (u32, u32) {
+        let cfg = &self.config;
+        let taste = self.taste(user);
+        let liked: Vec<u32> = (0..cfg.topics as u32)
+            .filter(|&t| !self.dislikes(user, t))
+            .collect();
+        let total: f64 = liked.iter().map(|&t| f64::from(taste[t as usize])).sum();
+        let topic = if rng.random_bool(cfg.session_in_taste) && total > 0.0 {
+            let mut draw = rng.random::<f64>() * total;
+            let mut pick = liked[liked.len() - 1];
+            for &t in &liked {
+                let w = f64::from(taste[t as usize]);
+                if draw < w {
+                    pick = t;
+                    break;
+                }
+                draw -= w;
+            }
+            pick
+        } else {
+            liked[rng.random_range(0..liked.len())]
+        };
+        let steps = rng.random_range(cfg.session_min_steps..=cfg.session_max_steps);
+        (topic, u32::try_from(steps).unwrap_or(u32::MAX))
+    }
+}
+
+/// Draws one user's taste row (Dirichlet via normalised Gammas, scaled to max 1) and marks
+/// `n_disliked` topics outside the top three as disliked (taste 0).
+fn draw_user(
+    taste: &mut [f32],
+    disliked: &mut [bool],
+    n_disliked: usize,
+    gamma: &Gamma<f64>,
+    rng: &mut ChaCha8Rng,
+) {
+    let draws: Vec<f64> = taste.iter().map(|_| gamma.sample(rng)).collect();
+    let max = draws.iter().copied().fold(0.0, f64::max);
+    for (t, &g) in taste.iter_mut().zip(&draws) {
+        *t = if max > 0.0 && max.is_finite() {
+            (g / max) as f32
+        } else {
+            1.0
+        };
+    }
+    let mut by_taste: Vec<usize> = (0..taste.len()).collect();
+    by_taste.sort_by(|&a, &b| taste[b].total_cmp(&taste[a]).then(a.cmp(&b)));
+    let protected = PROTECTED_TOPICS.min(taste.len() - n_disliked);
+    let mut pool = by_taste.split_off(protected);
+    pool.shuffle(rng);
+    for &t in pool.iter().take(n_disliked) {
+        disliked[t] = true;
+        taste[t] = 0.0;
+    }
+}
+
+/// One user's simulation state: current session, fatigue counts, clicked items and clock.
+#[derive(Clone, Debug)]
+pub struct UserState {
+    session_topic: u32,
+    session_steps_left: u32,
+    clock: i64,
+    /// Unclicked shows per item.
+    fatigue: HashMap<u32, u32>,
+    clicked: HashSet<u32>,
+}
+
+impl UserState {
+    /// The topic of the current session.
+    pub fn session_topic(&self) -> u32 {
+        self.session_topic
+    }
+
+    /// Steps left in the current session (≥ 1).
+    pub fn session_steps_left(&self) -> u32 {
+        self.session_steps_left
+    }
+
+    /// When the next slate is shown (seconds since the Unix epoch).
+    pub fn clock(&self) -> i64 {
+        self.clock
+    }
+
+    /// How often `item` was shown to this user without a click.
+    pub fn fatigue(&self, item: u32) -> u32 {
+        self.fatigue.get(&item).copied().unwrap_or(0)
+    }
+
+    /// Whether the user clicked `item` already.
+    pub fn has_clicked(&self, item: u32) -> bool {
+        self.clicked.contains(&item)
+    }
+
+    /// Number of items clicked so far.
+    pub fn clicks(&self) -> usize {
+        self.clicked.len()
+    }
+}
+
+/// What happened to one slate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Index of the clicked slate item, if any.
+    pub clicked: Option<usize>,
+    /// When the slate was shown: the time of its exposures.
+    pub shown_at: i64,
+    /// When the click happened (after `shown_at`), if any.
+    pub clicked_at: Option<i64>,
+}
