@@ -19,7 +19,7 @@ fn pop_beats_random_and_random_sits_at_chance_on_the_synthetic_default() {
     );
 
     let models = ["Random".to_owned(), "Pop".to_owned()];
-    let results = runner::run(&data, &models, &[1, 2, 3]).unwrap();
+    let results = runner::run(&data, &models, &[1, 2, 3], Default::default()).unwrap();
     let metric = |m: &str, k: &str| results.models[m][k];
     let random = metric("Random", "HR@10");
     assert!(

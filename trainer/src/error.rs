@@ -32,6 +32,9 @@ pub enum TrainerError {
         #[source]
         source: serde_json::Error,
     },
+    /// A tensor operation of the training framework failed (shapes, devices, I/O of checkpoints).
+    #[error("tensor: {0}")]
+    Candle(#[from] candle_core::Error),
     /// The SVG chart could not be drawn.
     #[error("chart {path}: {reason}")]
     Chart { path: PathBuf, reason: String },

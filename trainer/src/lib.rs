@@ -11,3 +11,4 @@ pub mod eval;
 pub mod synth;
 
 pub use error::{Result, TrainerError};
+pub mod models;

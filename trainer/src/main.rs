@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use slowfast_trainer::baselines;
+use slowfast_trainer::baselines::{self, ZooConfig};
 use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
 use slowfast_trainer::eval::{chart, runner};
+use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{self, SynthConfig};
 use slowfast_trainer::{Result, TrainerError};
 
@@ -103,6 +104,37 @@ struct EvalArgs {
     seeds: u64,
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    training: TrainingArgs,
+}
+
+/// How learned models are trained (paper §5.1.4 defaults).
+#[derive(Args)]
+struct TrainingArgs {
+    /// Rounds of Algorithm 1 (slow-fast learning).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// The most epochs per fit; early stopping on validation NDCG@10 usually stops sooner.
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Sampled negatives per positive in the BCE.
+    #[arg(long, default_value_t = 1)]
+    negatives: usize,
+}
+
+impl TrainingArgs {
+    fn zoo(&self) -> ZooConfig {
+        let d = ZooConfig::default();
+        ZooConfig {
+            rounds: self.rounds,
+            train: TrainConfig {
+                max_epochs: self.epochs,
+                negatives: self.negatives,
+                ..d.train
+            },
+            ..d
+        }
+    }
 }
 
 #[derive(Args)]
@@ -112,6 +144,8 @@ struct DemoArgs {
     out: PathBuf,
     #[arg(long, default_value_t = 3)]
     seeds: u64,
+    #[command(flatten)]
+    training: TrainingArgs,
 }
 
 fn main() -> ExitCode {
@@ -208,7 +242,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let data = a.input.load()?;
     let models = baselines::parse_list(&a.models)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    evaluate_and_report(&data, &models, a.seeds, &a.out, command)
+    evaluate_and_report(&data, &models, a.seeds, &a.out, command, a.training.zoo())
 }
 
 fn evaluate_and_report(
@@ -217,6 +251,7 @@ fn evaluate_and_report(
     seeds: u64,
     out: &Path,
     command: String,
+    zoo: ZooConfig,
 ) -> Result<()> {
     if seeds == 0 {
         return Err(TrainerError::InvalidArgument(
@@ -224,7 +259,7 @@ fn evaluate_and_report(
         ));
     }
     let seeds: Vec<u64> = (1..=seeds).collect();
-    let mut results = runner::run(data, models, &seeds)?;
+    let mut results = runner::run(data, models, &seeds, zoo)?;
     results.command = command;
     results.write(out)?;
     chart::write_svg(&results, &out.join("results.svg"))?;
@@ -244,5 +279,12 @@ fn demo_cmd(a: &DemoArgs) -> Result<()> {
     };
     let models: Vec<String> = baselines::AVAILABLE.iter().map(|m| m.to_string()).collect();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    evaluate_and_report(&data, &models, a.seeds, &a.out.join("eval"), command)
+    evaluate_and_report(
+        &data,
+        &models,
+        a.seeds,
+        &a.out.join("eval"),
+        command,
+        a.training.zoo(),
+    )
 }

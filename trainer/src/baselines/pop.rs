@@ -63,7 +63,8 @@ mod tests {
         let i1 = log.items.get("i1").unwrap();
         let q = Query {
             user: 0,
-            history: &[],
+            slow: &[],
+            realtime: &[],
             candidates: &[t, i1],
         };
         assert_eq!(pop.score(&[q]).unwrap(), [0.0, 1.0]);

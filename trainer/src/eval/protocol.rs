@@ -21,11 +21,14 @@ pub enum View {
     RealTime,
 }
 
-/// What a model is asked to score: a user, the history its [`View`] allows, the candidates.
+/// What a model is asked to score: a user, the histories its [`View`] allows, the candidates.
 #[derive(Clone, Copy, Debug)]
 pub struct Query<'a> {
     pub user: u32,
-    pub history: &'a [Event],
+    /// The slow-training phase: what the cloud knows of the user.
+    pub slow: &'a [Event],
+    /// Every event before the target for [`View::RealTime`] models; empty for [`View::Slow`].
+    pub realtime: &'a [Event],
     pub candidates: &'a [u32],
 }
 
@@ -38,12 +41,18 @@ pub trait Scorer: Send + Sync {
     fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>>;
 }
 
-/// The history a model with `view` may see for a case.
-pub fn history<'a>(split: &'a Split, case: &Case, view: View) -> &'a [Event] {
+/// The query a model with `view` gets for a case: the slow phase always, the real-time
+/// prefix only for on-device models.
+pub fn query<'a>(split: &'a Split, case: &'a Case, view: View) -> Query<'a> {
     let t = &split.timelines[case.timeline];
-    match view {
-        View::Slow => t.slow(),
-        View::RealTime => t.before(case.target),
+    Query {
+        user: t.user,
+        slow: t.slow(),
+        realtime: match view {
+            View::Slow => &[],
+            View::RealTime => t.before(case.target),
+        },
+        candidates: &case.candidates,
     }
 }
 
@@ -62,11 +71,7 @@ pub fn evaluate(
     for batch in cases.chunks(BATCH_CASES) {
         let queries: Vec<Query<'_>> = batch
             .iter()
-            .map(|case| Query {
-                user: split.timelines[case.timeline].user,
-                history: history(split, case, model.view()),
-                candidates: &case.candidates,
-            })
+            .map(|case| query(split, case, model.view()))
             .collect();
         let scores = model.score(&queries)?;
         let expected: usize = queries.iter().map(|q| q.candidates.len()).sum();
@@ -105,7 +110,12 @@ mod tests {
             Ok(queries
                 .iter()
                 .flat_map(|q| {
-                    let last = q.history.iter().rev().find(|e| e.kind == EventKind::Click);
+                    let history = if q.realtime.is_empty() {
+                        q.slow
+                    } else {
+                        q.realtime
+                    };
+                    let last = history.iter().rev().find(|e| e.kind == EventKind::Click);
                     q.candidates
                         .iter()
                         .map(move |&c| f32::from(u8::from(last.is_some_and(|e| e.item == c))))

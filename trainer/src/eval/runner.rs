@@ -10,12 +10,12 @@ use super::metrics::METRICS;
 use super::protocol::evaluate;
 use super::report::{Protocol, Results};
 use super::sampler::{sample_cases, NEGATIVES};
-use crate::baselines;
+use crate::baselines::{Zoo, ZooConfig};
 use crate::data::{filter, Dataset};
 use crate::error::Result;
 
 /// Evaluates `models` on `data` for each seed.
-pub fn run(data: &Dataset, models: &[String], seeds: &[u64]) -> Result<Results> {
+pub fn run(data: &Dataset, models: &[String], seeds: &[u64], config: ZooConfig) -> Result<Results> {
     let split = &data.split;
     let mut per_model: IndexMap<String, Vec<[f64; METRICS.len()]>> =
         models.iter().map(|m| (m.clone(), Vec::new())).collect();
@@ -28,9 +28,10 @@ pub fn run(data: &Dataset, models: &[String], seeds: &[u64]) -> Result<Results> 
     for &seed in seeds {
         let cases = sample_cases(split, seed, NEGATIVES)?;
         cases_per_seed = cases.len();
+        let mut zoo = Zoo::new(split, seed, config);
         for (name, rows) in per_model.iter_mut() {
             bar.set_message(format!("{name} seed {seed}"));
-            let model = baselines::fit(name, split, seed)?;
+            let model = zoo.scorer(name)?;
             let sums = evaluate(split, &cases, model.as_ref(), |_| bar.tick())?;
             rows.push(sums.means());
             bar.inc(1);

@@ -1,0 +1,137 @@
+//! The MC²-SF models (paper §4, DESIGN.md §3) and their training (Algorithm 1), in candle.
+//!
+//! Parameter names (the export issue and checkpoints depend on them): `item_emb` (N×d),
+//! `gru_n.{weight_ih,weight_hh,bias_ih,bias_hh}` (shared by both components), `slow.*`
+//! ([`slow::SlowNet`]) and `fast.*` ([`fast::FastNet`]).
+
+pub mod fast;
+pub mod features;
+pub mod layers;
+pub mod optim;
+pub mod slow;
+pub mod slowfast;
+pub mod train;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use self::features::{Batch, Needs, Windows};
+use self::layers::{embed, Gru};
+use crate::error::Result;
+
+/// Sizes shared by every model.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Embedding size d (paper: 32 for every model).
+    pub dim: usize,
+    /// Hidden sizes of the 3-layer MLPs.
+    pub hidden: [usize; 2],
+    pub windows: Windows,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            dim: 32,
+            hidden: [64, 32],
+            windows: Windows::default(),
+        }
+    }
+}
+
+/// Parameters both components use: the item embeddings `e_i` that the cloud sends with every
+/// candidate, and GRU_n (eq. 3 and 5), whose last state over the exposures is `r̂2`.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub item_emb: Tensor,
+    pub gru_n: Gru,
+}
+
+impl Shared {
+    pub fn new(vb: VarBuilder, num_items: usize, d: usize) -> Result<Shared> {
+        let init = candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.1,
+        };
+        Ok(Shared {
+            item_emb: vb.get_with_hints((num_items, d), "item_emb", init)?,
+            gru_n: Gru::new(vb.pp("gru_n"), d, d)?,
+        })
+    }
+
+    /// The negative memory `r̂2` of each moment: GRU_n's last state over its slow-phase
+    /// exposures, from a zero state (what the device uploads; eq. 5).
+    pub fn neg_memory(&self, batch: &Batch) -> Result<Tensor> {
+        let w = batch.window(&batch.neg_memory, "negative-memory")?;
+        let x = embed(&self.item_emb, &w.ids)?;
+        let h0 = Tensor::zeros((x.dim(0)?, self.gru_n.hidden()), DType::F32, x.device())?;
+        self.gru_n.forward(&x, &w.mask, &h0)
+    }
+}
+
+/// A model the training loop can fit: it names its windows and scores rows.
+pub trait Net {
+    fn needs(&self) -> Needs;
+    /// (B, 1) logits for the rows of `batch`.
+    fn logits(&self, batch: &Batch) -> Result<Tensor>;
+}
+
+/// Re-initialises every variable of `varmap` from a seeded RNG so that training is
+/// reproducible (candle's CPU initialisers draw from an unseeded RNG). The distributions are
+/// PyTorch's defaults: `U(±1/√fan_in)` for linear and GRU weights and biases, `N(0, 0.1²)` for
+/// embedding tables.
+pub fn seed_init(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let n = var.elem_count();
+        let values: Vec<f32> = if name.ends_with("item_emb") || name.ends_with("_emb") {
+            let normal = rand_distr::Normal::new(0.0f32, 0.1)
+                .map_err(|e| crate::TrainerError::InvalidArgument(e.to_string()))?;
+            (0..n).map(|_| rng.sample(normal)).collect()
+        } else {
+            let fan_in = fan_in(&data, name, &dims);
+            let k = 1.0 / (fan_in.max(1) as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-k..=k)).collect()
+        };
+        var.set(&Tensor::from_vec(values, dims, var.device())?)?;
+    }
+    Ok(())
+}
+
+/// The fan-in of a weight (its input size) or of a bias (its layer's input size).
+fn fan_in(
+    data: &std::collections::HashMap<String, candle_core::Var>,
+    name: &str,
+    dims: &[usize],
+) -> usize {
+    if name.ends_with("weight_ih")
+        || name.ends_with("weight_hh")
+        || name.ends_with("bias_ih")
+        || name.ends_with("bias_hh")
+    {
+        return dims[0] / 3; // GRU: U(±1/√H)
+    }
+    if dims.len() >= 2 {
+        return dims[1];
+    }
+    let weight = format!("{}weight", name.trim_end_matches("bias"));
+    data.get(&weight)
+        .map_or(dims[0], |w| w.dims().get(1).copied().unwrap_or(1))
+}
+
+/// The device every model trains on: CPU, or the first CUDA GPU with the `cuda` feature.
+pub fn device() -> Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        return Ok(Device::new_cuda(0)?);
+    }
+    #[cfg(not(feature = "cuda"))]
+    Ok(Device::Cpu)
+}

@@ -1,0 +1,80 @@
+//! The slow component (paper §4.1 and §4.3), run in the cloud.
+//!
+//! Independent (eq. 1–2): `r_t = DIN(H^S, e_i)`, `y_S = σ(MLP(r_t ⊕ e_i))`.
+//! With F2S (eq. 5–6): `r2 = GRUcell_n(e_i | r̂2)`, `r_n = r2 ⊙ σ(W_S[r2 ⊕ e_i] + b_S)`,
+//! `y_S = σ(MLP(r_n ⊕ r_t ⊕ e_i))`, where `r̂2` is the device's negative memory (GRU_n's last
+//! state over the exposures) and GRU_n's weights are shared with the fast component.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use super::features::{Batch, Needs};
+use super::layers::{embed, target_attention, Mlp};
+use super::Shared;
+use crate::error::Result;
+
+/// The slow component's own parameters (`slow.*`).
+#[derive(Clone, Debug)]
+pub struct SlowNet {
+    /// DIN's attention MLP over `[h, e, h − e, h ⊙ e]`.
+    pub att: Mlp,
+    /// The prediction MLP of eq. 2 (input `r_t ⊕ e_i`) or eq. 6 (`r_n ⊕ r_t ⊕ e_i`).
+    pub out: Mlp,
+    /// `W_S, b_S` of eq. 5; `None` for the independent slow component.
+    pub w_s: Option<Linear>,
+}
+
+/// The slow component's outputs for a batch of rows.
+#[derive(Clone, Debug)]
+pub struct SlowOut {
+    /// (B, 1) logits of `y_S`.
+    pub logits: Tensor,
+    /// (B, d) `r_t` of eq. 1.
+    pub r_t: Tensor,
+    /// (B, d) `r_n` of eq. 5 (zeros without F2S).
+    pub r_n: Tensor,
+}
+
+impl SlowNet {
+    pub fn new(vb: VarBuilder, d: usize, hidden: [usize; 2], f2s: bool) -> Result<SlowNet> {
+        let inputs = if f2s { 3 * d } else { 2 * d };
+        Ok(SlowNet {
+            att: Mlp::new(vb.pp("att"), 4 * d, hidden, 1)?,
+            out: Mlp::new(vb.pp("out"), inputs, hidden, 1)?,
+            w_s: if f2s {
+                Some(linear(2 * d, d, vb.pp("w_s"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The windows the slow component reads.
+    pub fn needs(&self) -> Needs {
+        Needs {
+            slow_history: true,
+            neg_memory: self.w_s.is_some(),
+            realtime: false,
+        }
+    }
+
+    /// Eq. 1–2 or 5–6 for every row of the batch.
+    pub fn forward(&self, shared: &Shared, batch: &Batch) -> Result<SlowOut> {
+        let e = embed(&shared.item_emb, &batch.items)?;
+        let hist = batch.window(&batch.slow_history, "slow history")?;
+        let h = batch.per_row(&embed(&shared.item_emb, &hist.ids)?)?;
+        let r_t = target_attention(&self.att, &h, &batch.per_row(&hist.mask)?, &e)?;
+        let Some(w_s) = &self.w_s else {
+            let logits = self.out.forward(&Tensor::cat(&[&r_t, &e], 1)?)?;
+            let r_n = r_t.zeros_like()?;
+            return Ok(SlowOut { logits, r_t, r_n });
+        };
+        // r̂2 is received from the device (Algorithm 1, step 1): an input, not trained through.
+        let neg_memory = batch.per_row(&shared.neg_memory(batch)?.detach())?;
+        let r2 = shared.gru_n.cell(&e, &neg_memory)?;
+        let gate = candle_nn::ops::sigmoid(&w_s.forward(&Tensor::cat(&[&r2, &e], 1)?)?)?;
+        let r_n = (r2 * gate)?;
+        let logits = self.out.forward(&Tensor::cat(&[&r_n, &r_t, &e], 1)?)?;
+        Ok(SlowOut { logits, r_t, r_n })
+    }
+}

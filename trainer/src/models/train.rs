@@ -1,0 +1,230 @@
+//! The training loop shared by every model: BCE on each positive and `negatives` sampled
+//! negatives (uniform over all items), Adam with L2, and early stopping on the validation
+//! NDCG@10 of held-out training-phase clicks (never the test phase).
+
+use std::collections::HashSet;
+
+use candle_core::{Device, Tensor, Var};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::features::{sample_negatives, Batch, Moment, Positive, Positives, Row, Windows};
+use super::layers::bce_with_logits;
+use super::optim::{Adam, AdamConfig};
+use super::Net;
+use crate::error::Result;
+use crate::eval::metrics::{pessimistic_rank, Metric};
+
+/// How a component is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub lr: f64,
+    pub l2: f64,
+    /// Rows (positives and their negatives) per mini-batch (paper: 256).
+    pub batch: usize,
+    /// Sampled negatives per positive for the BCE (1:`negatives`).
+    pub negatives: usize,
+    pub max_epochs: usize,
+    /// Epochs without a better validation NDCG@10 before stopping.
+    pub patience: usize,
+    /// Validation positives used (each ranked against 99 sampled negatives).
+    pub max_valid: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            lr: 5e-4,
+            l2: 1e-4,
+            batch: 256,
+            negatives: 1,
+            max_epochs: 20,
+            patience: 2,
+            max_valid: 1000,
+            seed: 1,
+        }
+    }
+}
+
+/// One epoch's training loss and validation NDCG@10.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub valid_ndcg10: f64,
+    pub samples_per_s: f64,
+}
+
+/// Fits `net`'s variables `vars` on `train`, keeping the weights of the best validation epoch.
+pub fn fit(
+    net: &dyn Net,
+    vars: &[Var],
+    data: &Positives<'_>,
+    num_items: usize,
+    windows: Windows,
+    cfg: &TrainConfig,
+    label: &str,
+) -> Result<Vec<EpochLog>> {
+    let device = vars.first().map_or(Device::Cpu, |v| v.device().clone());
+    let mut opt = Adam::new(
+        vars.to_vec(),
+        AdamConfig {
+            lr: cfg.lr,
+            l2: cfg.l2,
+            ..AdamConfig::default()
+        },
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let train = &data.train;
+    let valid = ValidSet::new(&data.valid, num_items, cfg.max_valid, cfg.seed);
+    let per_batch = (cfg.batch / (1 + cfg.negatives)).max(1);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut logs = Vec::new();
+    let mut best = (valid.ndcg10(net, windows, &device)?, snapshot(vars)?);
+    let mut since_best = 0;
+    let bar = progress(cfg.max_epochs * order.len().div_ceil(per_batch), label);
+    for epoch in 1..=cfg.max_epochs {
+        order.shuffle(&mut rng);
+        let started = std::time::Instant::now();
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        for chunk in order.chunks(per_batch) {
+            let moments: Vec<Moment<'_>> = chunk.iter().map(|&i| train[i].moment).collect();
+            let mut rows = Vec::with_capacity(chunk.len() * (1 + cfg.negatives));
+            for (m, &i) in chunk.iter().enumerate() {
+                rows.push(Row {
+                    moment: m,
+                    item: train[i].item,
+                    label: 1.0,
+                });
+                for item in sample_negatives(&mut rng, num_items, train[i].item, cfg.negatives) {
+                    rows.push(Row {
+                        moment: m,
+                        item,
+                        label: 0.0,
+                    });
+                }
+            }
+            let batch = Batch::new(&moments, &rows, net.needs(), windows, &device)?;
+            let loss = bce_with_logits(&net.logits(&batch)?, &batch.labels)?;
+            opt.step(&loss.backward()?)?;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?);
+            batches += 1;
+            bar.inc(1);
+        }
+        let samples = (order.len() * (1 + cfg.negatives)) as f64;
+        let samples_per_s = samples / started.elapsed().as_secs_f64().max(1e-9);
+        let ndcg = valid.ndcg10(net, windows, &device)?;
+        let log = EpochLog {
+            epoch,
+            loss: loss_sum / batches.max(1) as f64,
+            valid_ndcg10: ndcg,
+            samples_per_s,
+        };
+        tracing::debug!(label, ?log, "epoch");
+        bar.set_message(format!(
+            "{label} epoch {epoch}: loss {:.4} valid NDCG@10 {ndcg:.4}",
+            log.loss
+        ));
+        logs.push(log);
+        if ndcg > best.0 {
+            best = (ndcg, snapshot(vars)?);
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= cfg.patience {
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    restore(vars, &best.1)?;
+    Ok(logs)
+}
+
+fn progress(len: usize, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} train [{bar:30}] {percent}% {msg} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(label.to_owned());
+    bar
+}
+
+fn snapshot(vars: &[Var]) -> Result<Vec<Tensor>> {
+    vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect()
+}
+
+fn restore(vars: &[Var], saved: &[Tensor]) -> Result<()> {
+    for (v, t) in vars.iter().zip(saved) {
+        v.set(t)?;
+    }
+    Ok(())
+}
+
+/// Validation cases: each held-out positive against 99 items not seen before its moment.
+struct ValidSet<'a> {
+    cases: Vec<(Moment<'a>, Vec<u32>)>,
+}
+
+impl<'a> ValidSet<'a> {
+    fn new(valid: &[Positive<'a>], num_items: usize, max: usize, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        let cases = valid
+            .iter()
+            .take(max)
+            .filter_map(|p| {
+                let seen: HashSet<u32> = p
+                    .moment
+                    .slow
+                    .iter()
+                    .chain(p.moment.realtime)
+                    .map(|e| e.item)
+                    .collect();
+                if num_items < seen.len() + 200 {
+                    return None;
+                }
+                let mut candidates = vec![p.item];
+                while candidates.len() < 100 {
+                    let item = sample_negatives(&mut rng, num_items, p.item, 1)[0];
+                    if !seen.contains(&item) && !candidates.contains(&item) {
+                        candidates.push(item);
+                    }
+                }
+                Some((p.moment, candidates))
+            })
+            .collect();
+        ValidSet { cases }
+    }
+
+    fn ndcg10(&self, net: &dyn Net, windows: Windows, device: &Device) -> Result<f64> {
+        if self.cases.is_empty() {
+            return Ok(0.0);
+        }
+        let mut sum = 0.0;
+        for chunk in self.cases.chunks(32) {
+            let moments: Vec<Moment<'_>> = chunk.iter().map(|(m, _)| *m).collect();
+            let rows: Vec<Row> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(m, (_, c))| {
+                    c.iter().map(move |&item| Row {
+                        moment: m,
+                        item,
+                        label: 0.0,
+                    })
+                })
+                .collect();
+            let batch = Batch::new(&moments, &rows, net.needs(), windows, device)?;
+            let scores: Vec<f32> = net.logits(&batch)?.flatten_all()?.to_vec1()?;
+            for s in scores.chunks(100) {
+                sum += Metric::Ndcg(10).at_rank(pessimistic_rank(s));
+            }
+        }
+        Ok(sum / self.cases.len() as f64)
+    }
+}
