@@ -137,11 +137,28 @@ impl Gru {
 /// We normalise with a masked softmax (the DIN paper leaves weights unnormalised) because it
 /// keeps `r_t` on the embeddings' scale for the GRU initial state of eq. 7; an empty history
 /// gives `r_t = 0`.
+///
+/// The first layer is applied without materialising the (B, L, 4d) features: with its weight
+/// split into column blocks `[A B C D]`, `W[h, e, h − e, h ⊙ e] = (A + C) h + (B − C) e + D (h ⊙ e)`,
+/// so the candidate term is computed once per row instead of once per history position.
 pub fn target_attention(att: &Mlp, hist: &Tensor, mask: &Tensor, e: &Tensor) -> Result<Tensor> {
     let (b, l, d) = hist.dims3()?;
-    let e = e.unsqueeze(1)?.broadcast_as((b, l, d))?;
-    let feats = Tensor::cat(&[hist, &e, &(hist - &e)?, &(hist * &e)?], D::Minus1)?;
-    let scores = att.forward(&feats)?.squeeze(D::Minus1)?; // (B, L)
+    let [first, second, third] = att.layers();
+    let w = first.weight();
+    let block = |k: usize| w.narrow(1, k * d, d);
+    let w_h = (block(0)? + block(2)?)?;
+    let w_e = (block(1)? - block(2)?)?;
+    let w_he = block(3)?;
+    let flat = hist.reshape((b * l, d))?;
+    let he = hist.broadcast_mul(&e.unsqueeze(1)?)?.reshape((b * l, d))?;
+    let per_pos = (flat.matmul(&w_h.t()?)? + he.matmul(&w_he.t()?)?)?.reshape((b, l, ()))?;
+    let mut per_row = e.matmul(&w_e.t()?)?;
+    if let Some(bias) = first.bias() {
+        per_row = per_row.broadcast_add(bias)?;
+    }
+    let z = per_pos.broadcast_add(&per_row.unsqueeze(1)?)?.relu()?;
+    let z = second.forward(&z.reshape((b * l, ()))?)?.relu()?;
+    let scores = third.forward(&z)?.reshape((b, l))?;
     let w = masked_softmax(&scores, mask)?;
     Ok(w.unsqueeze(1)?.matmul(hist)?.squeeze(1)?)
 }
@@ -254,6 +271,41 @@ mod tests {
             .forward(&padded, &length_mask(&[0], 5, &dev).unwrap(), &h0)
             .unwrap();
         assert_eq!(to_vec(&empty), vec![0.0; 5], "an empty window returns h0");
+    }
+
+    #[test]
+    fn attention_equals_the_mlp_over_concatenated_features() {
+        let map = VarMap::new();
+        let att = Mlp::new(vb(&map), 16, [8, 4], 1).unwrap();
+        let dev = Device::Cpu;
+        let hist = Tensor::randn(0f32, 1.0, (3, 5, 4), &dev).unwrap();
+        let e = Tensor::randn(0f32, 1.0, (3, 4), &dev).unwrap();
+        let mask = length_mask(&[5, 2, 0], 5, &dev).unwrap();
+        let got = target_attention(&att, &hist, &mask, &e).unwrap();
+        let eb = e.unsqueeze(1).unwrap().broadcast_as((3, 5, 4)).unwrap();
+        let feats = Tensor::cat(
+            &[&hist, &eb, &(&hist - &eb).unwrap(), &(&hist * &eb).unwrap()],
+            D::Minus1,
+        )
+        .unwrap();
+        let scores = att.forward(&feats).unwrap().squeeze(D::Minus1).unwrap();
+        let w = masked_softmax(&scores, &mask).unwrap();
+        let want = w
+            .unsqueeze(1)
+            .unwrap()
+            .matmul(&hist)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
+        let diff = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "{diff}");
     }
 
     #[test]

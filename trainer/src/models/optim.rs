@@ -3,6 +3,10 @@
 //!
 //! Adding `λ/2 ‖θ‖²` to the loss adds `λ θ` to the gradient, which is what [`Adam::step`] does;
 //! this differs from AdamW's decoupled decay, which the paper does not use.
+//!
+//! Embedding tables (variables named `*_emb`) are penalised only on the rows the batch looked
+//! up, as TensorFlow recommenders do: a dense penalty would give every untouched row a
+//! gradient that Adam normalises into a full-size step towards zero, erasing the embeddings.
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -35,18 +39,20 @@ impl Default for AdamConfig {
 /// Adam over a fixed set of variables.
 #[derive(Debug)]
 pub struct Adam {
-    vars: Vec<(Var, Tensor, Tensor)>,
+    /// (variable, first moment, second moment, is an embedding table).
+    vars: Vec<(Var, Tensor, Tensor, bool)>,
     t: i32,
     cfg: AdamConfig,
 }
 
 impl Adam {
-    pub fn new(vars: Vec<Var>, cfg: AdamConfig) -> Result<Adam> {
+    /// Adam over named variables; names ending in `_emb` are embedding tables.
+    pub fn new(vars: &[(String, Var)], cfg: AdamConfig) -> Result<Adam> {
         let vars = vars
-            .into_iter()
-            .map(|v| {
+            .iter()
+            .map(|(name, v)| {
                 let zeros = v.zeros_like()?;
-                Ok((v, zeros.clone(), zeros))
+                Ok((v.clone(), zeros.clone(), zeros, name.ends_with("_emb")))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Adam { vars, t: 0, cfg })
@@ -58,11 +64,23 @@ impl Adam {
         let c = self.cfg;
         let bias1 = 1.0 - c.beta1.powi(self.t);
         let bias2 = 1.0 - c.beta2.powi(self.t);
-        for (var, m, v) in &mut self.vars {
+        for (var, m, v, table) in &mut self.vars {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let g = (g + (var.as_tensor() * c.l2)?)?;
+            let penalty = (var.as_tensor() * c.l2)?;
+            let penalty = if *table {
+                // Rows looked up by the batch are those with a non-zero gradient.
+                let used = g
+                    .abs()?
+                    .sum_keepdim(1)?
+                    .gt(0.0)?
+                    .to_dtype(penalty.dtype())?;
+                penalty.broadcast_mul(&used)?
+            } else {
+                penalty
+            };
+            let g = (g + penalty)?;
             *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let update = ((&*m / bias1)? / ((&*v / bias2)?.sqrt()? + c.eps)?)?;
@@ -82,7 +100,7 @@ mod tests {
         let run = |l2: f64| -> f32 {
             let x = Var::new(&[3.0f32], &Device::Cpu).unwrap();
             let mut opt = Adam::new(
-                vec![x.clone()],
+                &[("x".to_owned(), x.clone())],
                 AdamConfig {
                     lr: 0.05,
                     l2,
@@ -104,5 +122,31 @@ mod tests {
         };
         assert!((run(0.0) - 1.0).abs() < 1e-2);
         assert!((run(1.0) - 2.0 / 3.0).abs() < 1e-2);
+    }
+
+    #[test]
+    fn embedding_rows_outside_the_batch_are_not_decayed() {
+        let table = Var::new(&[[1.0f32, 1.0], [1.0, 1.0]], &Device::Cpu).unwrap();
+        let named = [("item_emb".to_owned(), table.clone())];
+        let mut opt = Adam::new(
+            &named,
+            AdamConfig {
+                lr: 0.1,
+                l2: 1.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ids = Tensor::new(&[0u32], &Device::Cpu).unwrap();
+        let loss = table
+            .as_tensor()
+            .index_select(&ids, 0)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+        let rows: Vec<Vec<f32>> = table.as_tensor().to_vec2().unwrap();
+        assert!(rows[0][0] < 1.0, "the looked-up row moves");
+        assert_eq!(rows[1], [1.0, 1.0], "the untouched row keeps its value");
     }
 }

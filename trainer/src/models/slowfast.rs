@@ -142,14 +142,15 @@ impl SlowFast {
     }
 
     /// The variables whose names start with one of `prefixes`, in name order.
-    fn vars(&self, prefixes: &[&str]) -> Vec<Var> {
+    fn vars(&self, prefixes: &[&str]) -> Vec<(String, Var)> {
         let data = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        let mut named: Vec<(&String, &Var)> = data
+        let mut named: Vec<(String, Var)> = data
             .iter()
             .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
+            .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        named.into_iter().map(|(_, v)| v.clone()).collect()
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
     }
 
     /// The slow component's priors `(r_t, r_n)` for each row, detached (eq. 1 and 5).

@@ -62,16 +62,18 @@ pub struct EpochLog {
 /// Fits `net`'s variables `vars` on `train`, keeping the weights of the best validation epoch.
 pub fn fit(
     net: &dyn Net,
-    vars: &[Var],
+    vars: &[(String, Var)],
     data: &Positives<'_>,
     num_items: usize,
     windows: Windows,
     cfg: &TrainConfig,
     label: &str,
 ) -> Result<Vec<EpochLog>> {
-    let device = vars.first().map_or(Device::Cpu, |v| v.device().clone());
+    let device = vars
+        .first()
+        .map_or(Device::Cpu, |(_, v)| v.device().clone());
     let mut opt = Adam::new(
-        vars.to_vec(),
+        vars,
         AdamConfig {
             lr: cfg.lr,
             l2: cfg.l2,
@@ -155,12 +157,14 @@ fn progress(len: usize, label: &str) -> ProgressBar {
     bar
 }
 
-fn snapshot(vars: &[Var]) -> Result<Vec<Tensor>> {
-    vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect()
+fn snapshot(vars: &[(String, Var)]) -> Result<Vec<Tensor>> {
+    vars.iter()
+        .map(|(_, v)| Ok(v.as_tensor().copy()?))
+        .collect()
 }
 
-fn restore(vars: &[Var], saved: &[Tensor]) -> Result<()> {
-    for (v, t) in vars.iter().zip(saved) {
+fn restore(vars: &[(String, Var)], saved: &[Tensor]) -> Result<()> {
+    for ((_, v), t) in vars.iter().zip(saved) {
         v.set(t)?;
     }
     Ok(())
