@@ -208,6 +208,17 @@ mod tests {
         VarBuilder::from_varmap(map, DType::F32, &Device::Cpu)
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     fn to_vec(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
@@ -258,14 +269,7 @@ mod tests {
         let masked = gru
             .forward(&padded, &length_mask(&[3], 5, &dev).unwrap(), &h0)
             .unwrap();
-        let diff = (exact - masked)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&exact, &masked);
         assert_eq!(diff, 0.0);
         let empty = gru
             .forward(&padded, &length_mask(&[0], 5, &dev).unwrap(), &h0)
@@ -297,14 +301,7 @@ mod tests {
             .unwrap()
             .squeeze(1)
             .unwrap();
-        let diff = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-5, "{diff}");
     }
 
@@ -321,14 +318,7 @@ mod tests {
         let padded = Tensor::cat(&[&hist, &pad], 1).unwrap();
         let masked =
             target_attention(&att, &padded, &length_mask(&[2], 5, &dev).unwrap(), &e).unwrap();
-        let diff = (exact - masked)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&exact, &masked);
         assert!(diff < 1e-6, "{diff}");
         let none =
             target_attention(&att, &padded, &length_mask(&[0], 5, &dev).unwrap(), &e).unwrap();

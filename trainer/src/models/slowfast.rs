@@ -14,7 +14,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::fast::FastNet;
-use super::features::{positives, Batch, Moment, Needs, Phase, Row};
+use super::features::{positives, Batch, Moment, Needs, Phase, Positives, Row};
 use super::slow::SlowNet;
 use super::train::{fit, EpochLog, TrainConfig};
 use super::{device, seed_init, ModelConfig, Net, Shared};
@@ -98,45 +98,35 @@ impl SlowFast {
                 seed: cfg.seed.wrapping_add(round as u64),
                 ..*cfg
             };
-            let label = format!("slow round {round}");
-            let curve = fit(
+            let mut run = |label: String,
+                           net: &dyn Net,
+                           vars: &[(String, Var)],
+                           data: &Positives<'_>|
+             -> Result<()> {
+                let curve = fit(net, vars, data, split.num_items, w, &cfg, &label)?;
+                log.fits.push((label, curve));
+                Ok(())
+            };
+            run(
+                format!("slow round {round}"),
                 &SlowPart(self),
                 &slow_vars,
                 &slow_data,
-                split.num_items,
-                w,
-                &cfg,
-                &label,
             )?;
-            log.fits.push((label, curve));
             if self.fast.is_none() {
                 continue;
             }
             if self.variant == Variant::Mc2sfPlus && round == 1 {
                 let pre_data = positives(split, Phase::SlowRealTime);
                 let label = "fast pre-training on slow-phase clicks".to_owned();
-                let curve = fit(
-                    &FastPart(self),
-                    &fast_vars,
-                    &pre_data,
-                    split.num_items,
-                    w,
-                    &cfg,
-                    &label,
-                )?;
-                log.fits.push((label, curve));
+                run(label, &FastPart(self), &fast_vars, &pre_data)?;
             }
-            let label = format!("fast round {round}");
-            let curve = fit(
+            run(
+                format!("fast round {round}"),
                 &FastPart(self),
                 &fast_vars,
                 &fast_data,
-                split.num_items,
-                w,
-                &cfg,
-                &label,
             )?;
-            log.fits.push((label, curve));
         }
         Ok(log)
     }
