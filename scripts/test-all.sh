@@ -10,6 +10,11 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+# ONNX Runtime (the library ort loads; see trainer/src/ort_env.rs) and onnx (its checker).
+echo "== python packages"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+  onnxruntime==1.31.1 onnx
+
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

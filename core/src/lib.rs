@@ -1,1 +1,11 @@
+//! slowfast-core: the device runtime of MC²-SF (paper `mc2sf.txt`, DESIGN.md §5–7).
+//!
+//! The fast component runs here, on the phone, from an ONNX model bundle ([`manifest`]).
+//! [`wire`] holds the JSON types of the sync protocol, shared with the server in
+//! `slowfast-trainer` so that both sides use one definition.
 
+pub mod error;
+pub mod manifest;
+pub mod wire;
+
+pub use error::{Result, SlowFastError};

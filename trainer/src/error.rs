@@ -35,6 +35,13 @@ pub enum TrainerError {
     /// A tensor operation of the training framework failed (shapes, devices, I/O of checkpoints).
     #[error("tensor: {0}")]
     Candle(#[from] candle_core::Error),
+    /// ONNX Runtime could not be found, loaded or run (the server's and the parity checks'
+    /// runtime for the exported models).
+    #[error("onnxruntime: {0}")]
+    Ort(String),
+    /// The device runtime refused something (a bundle, a model input).
+    #[error(transparent)]
+    Core(#[from] slowfast_core::SlowFastError),
     /// The SVG chart could not be drawn.
     #[error("chart {path}: {reason}")]
     Chart { path: PathBuf, reason: String },

@@ -12,3 +12,4 @@ pub mod synth;
 
 pub use error::{Result, TrainerError};
 pub mod models;
+pub mod ort_env;

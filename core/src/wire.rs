@@ -1,0 +1,121 @@
+//! The JSON types of the sync protocol (DESIGN.md §7), versioned under `/v1`. One definition
+//! used by the device's sync client and by the server (`slowfast serve`).
+//!
+//! | call | request | response |
+//! |---|---|---|
+//! | `POST /v1/upload` | [`UploadRequest`] | [`UploadResponse`] |
+//! | `GET /v1/feed?k=K` | — | [`FeedResponse`] |
+//! | `GET /v1/model` | `If-None-Match` | the bundle's `manifest.json`, `ETag` |
+//! | `GET /v1/model/{file}` | `If-None-Match` | the file's bytes, `ETag` |
+//! | any 4xx/5xx | — | [`ErrorBody`] |
+//!
+//! Every request carries `Authorization: Bearer <token>`; the token names the user, so no body
+//! or query names one. Item ids are the app's own ids as strings. Timestamps are Unix
+//! milliseconds.
+
+use serde::{Deserialize, Serialize};
+
+/// The API version prefix.
+pub const API_PREFIX: &str = "/v1";
+/// Largest request body the server reads.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Most events of one kind in one upload.
+pub const MAX_EVENTS_PER_UPLOAD: usize = 2_000;
+/// Largest `k` of a feed request.
+pub const MAX_FEED_K: usize = 500;
+/// Longest item id, idempotency key or model version, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// One click or exposure the device recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEvent {
+    pub item: String,
+    /// Unix milliseconds.
+    pub ts: i64,
+}
+
+/// `POST /v1/upload` (F2S, paper §4.3): the device's negative memory `r̂2` and what it
+/// recorded since its last acknowledged upload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UploadRequest {
+    /// Chosen by the device per batch; a retried batch reuses it and the server stores it once.
+    pub idempotency_key: String,
+    /// The bundle version `neg_memory` was computed with.
+    pub model_version: String,
+    /// `r̂2`, `d` floats, all finite.
+    pub neg_memory: Vec<f32>,
+    pub clicks: Vec<WireEvent>,
+    /// Real-time exposures, for training the next round's fast component (beyond the paper,
+    /// which uploads only `r̂2`); may be empty.
+    #[serde(default)]
+    pub exposures: Vec<WireEvent>,
+}
+
+/// The answer to an upload. A repeated idempotency key returns the first answer again with
+/// `duplicate = true` and stores nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub accepted_clicks: u32,
+    pub accepted_exposures: u32,
+    pub duplicate: bool,
+}
+
+/// One candidate with the slow component's prior knowledge (S2F, eq. 7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedItem {
+    pub item: String,
+    /// `e_i`, `d` floats.
+    pub embedding: Vec<f32>,
+    /// `r_t` of eq. 1, `d` floats.
+    pub r_t: Vec<f32>,
+    /// `r_n` of eq. 5, `d` floats.
+    pub r_n: Vec<f32>,
+    /// The slow model's logit (eq. 6); the server's own ranking.
+    pub slow_score: f32,
+}
+
+/// `GET /v1/feed?k=K`: the top `k` of the user's candidate pool by the slow model, best first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedResponse {
+    pub model_version: String,
+    pub items: Vec<FeedItem>,
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable code, e.g. `invalid_field`, `unauthorized`, `not_found`.
+    pub error: String,
+    /// The request field at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A sentence for people.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_without_exposures_parses() {
+        let json = r#"{"idempotency_key":"k","model_version":"v","neg_memory":[0.5],
+                       "clicks":[{"item":"7","ts":1}]}"#;
+        let u: UploadRequest = serde_json::from_str(json).unwrap();
+        assert!(u.exposures.is_empty());
+        assert_eq!(u.clicks[0].item, "7");
+        let back: UploadRequest =
+            serde_json::from_str(&serde_json::to_string(&u).unwrap()).unwrap();
+        assert_eq!(back, u);
+    }
+
+    #[test]
+    fn error_body_omits_absent_field() {
+        let e = ErrorBody {
+            error: "unauthorized".into(),
+            field: None,
+            message: "missing token".into(),
+        };
+        assert!(!serde_json::to_string(&e).unwrap().contains("field"));
+    }
+}
