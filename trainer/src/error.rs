@@ -42,6 +42,12 @@ pub enum TrainerError {
     /// The device runtime refused something (a bundle, a model input).
     #[error(transparent)]
     Core(#[from] slowfast_core::SlowFastError),
+    /// The sync server's database refused or failed a query (`slowfast serve`, `--from-db`).
+    #[error("store: {0}")]
+    Store(String),
+    /// A bearer token is missing, malformed, forged or expired (`slowfast serve`).
+    #[error("token: {0}")]
+    Token(String),
     /// The SVG chart could not be drawn.
     #[error("chart {path}: {reason}")]
     Chart { path: PathBuf, reason: String },

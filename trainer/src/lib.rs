@@ -13,3 +13,4 @@ pub mod synth;
 pub use error::{Result, TrainerError};
 pub mod models;
 pub mod ort_env;
+pub mod serve;

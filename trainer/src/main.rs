@@ -38,6 +38,57 @@ enum Command {
     Eval(EvalArgs),
     /// The main job on the synthetic default: synth → evaluate every available model.
     Demo(DemoArgs),
+    /// The sync server: uploads, feeds ranked by the slow model, model files (see `serve` docs).
+    Serve(ServeArgs),
+    /// Mint a bearer token for one user, signed with the server's secret.
+    Token(TokenArgs),
+}
+
+/// Where the server's signing secret comes from: `--secret`, else `SLOWFAST_SECRET`, else
+/// `--secret-file`.
+#[derive(Args)]
+struct SecretArgs {
+    #[arg(long)]
+    secret: Option<String>,
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    fn resolve(&self) -> Result<slowfast_trainer::serve::auth::Secret> {
+        slowfast_trainer::serve::auth::Secret::resolve(
+            self.secret.as_deref(),
+            self.secret_file.as_deref(),
+        )
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The model bundle directory.
+    #[arg(long)]
+    bundle: PathBuf,
+    /// A SQLite file (created on first start) or a `postgres://` URL.
+    #[arg(long, default_value = "slowfast.db")]
+    db: String,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Candidates retrieved per feed before ranking.
+    #[arg(long, default_value_t = slowfast_trainer::serve::DEFAULT_POOL)]
+    pool: usize,
+    #[command(flatten)]
+    secret: SecretArgs,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[arg(long)]
+    user: String,
+    /// Seconds the token stays valid.
+    #[arg(long, default_value_t = 30 * 24 * 3600)]
+    ttl: i64,
+    #[command(flatten)]
+    secret: SecretArgs,
 }
 
 #[derive(Args)]
@@ -179,6 +230,8 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Stats { input, json }) => stats_cmd(&input, json),
         Command::Eval(a) => eval_cmd(&a),
         Command::Demo(a) => demo_cmd(&a),
+        Command::Serve(a) => serve_cmd(&a),
+        Command::Token(a) => token_cmd(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -308,4 +361,23 @@ fn demo_cmd(a: &DemoArgs) -> Result<()> {
         ..d
     };
     evaluate_and_report(&data, &models, a.seeds, &a.out.join("eval"), command, zoo)
+}
+
+fn serve_cmd(a: &ServeArgs) -> Result<()> {
+    slowfast_trainer::serve::run(slowfast_trainer::serve::ServeConfig {
+        bundle: a.bundle.clone(),
+        db: a.db.clone(),
+        listen: a.listen,
+        secret: a.secret.resolve()?,
+        pool: a.pool,
+    })
+}
+
+fn token_cmd(a: &TokenArgs) -> Result<()> {
+    if a.ttl <= 0 {
+        return Err(TrainerError::InvalidArgument("--ttl must be positive".into()));
+    }
+    let expiry = slowfast_trainer::serve::auth::unix_now().saturating_add(a.ttl);
+    println!("{}", a.secret.resolve()?.mint(&a.user, expiry)?);
+    Ok(())
 }

@@ -36,6 +36,17 @@ pub fn init() -> Result<PathBuf> {
         .map_err(|e| TrainerError::Ort(e.clone()))
 }
 
+/// The process-wide ONNX Runtime environment, loading the library first if needed (sessions
+/// are built from it).
+pub fn environment() -> Result<&'static ort::environment::Environment> {
+    init()?;
+    match LOADED.get() {
+        Some(Ok((_, env))) => Ok(env),
+        Some(Err(e)) => Err(TrainerError::Ort(e.clone())),
+        None => Err(TrainerError::Ort("ONNX Runtime was not initialised".into())),
+    }
+}
+
 /// Where the library is, without loading it.
 pub fn locate() -> std::result::Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {

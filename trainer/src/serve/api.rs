@@ -1,0 +1,284 @@
+//! The HTTP handlers of `/v1` and their JSON errors ([`ErrorBody`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use slowfast_core::wire::{ErrorBody, FeedItem, FeedResponse, UploadRequest};
+
+use super::auth::{unix_now, Secret};
+use super::bundle::{Bundle, Served};
+use super::limits::{check_k, check_upload, FieldError};
+use super::ranker::{SlowInput, SlowRanker};
+use super::retrieval;
+use super::store::Store;
+use crate::error::TrainerError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub bundle: Bundle,
+    pub store: Store,
+    pub secret: Secret,
+    /// `None` when the bundle has no `slow.onnx`: the feed answers 503.
+    pub ranker: Option<Arc<SlowRanker>>,
+    /// Item indices by popularity, most popular first.
+    pub popular: Vec<u32>,
+    /// Candidates retrieved per feed before ranking.
+    pub pool: usize,
+}
+
+/// An error response: a status and an [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, field: Option<String>, message: String) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: code.into(),
+                field,
+                message,
+            },
+        }
+    }
+
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", None, message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", None, message.into())
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        let message = format!("{}: {}", e.field, e.message);
+        Self::new(StatusCode::BAD_REQUEST, "invalid_field", Some(e.field), message)
+    }
+}
+
+impl From<TrainerError> for ApiError {
+    fn from(e: TrainerError) -> Self {
+        match e {
+            TrainerError::Token(m) => Self::unauthorized(m),
+            other => {
+                tracing::error!(error = %other, "request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    None,
+                    "internal error; see the server log".into(),
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The user named by the request's `Authorization: Bearer` token.
+fn user_of(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    Ok(state.secret.verify(token.trim(), unix_now())?)
+}
+
+/// `POST /v1/upload`.
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let user = user_of(&state, &headers)?;
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(status, code, None, r.body_text())
+    })?;
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let req: UploadRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            field,
+            format!("cannot read the upload: {e}"),
+        )
+    })?;
+    check_upload(&req, &state.bundle.items)?;
+    let answer = state
+        .store
+        .record_upload(&user, &req, unix_now().saturating_mul(1000))
+        .await?;
+    tracing::debug!(user, key = req.idempotency_key, duplicate = answer.duplicate, "upload");
+    Ok(Json(answer).into_response())
+}
+
+/// `GET /v1/feed?k=K`: retrieve a pool, rank it with the slow model, return the top `k`.
+pub async fn feed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<FeedResponse>> {
+    let user = user_of(&state, &headers)?;
+    let Query(query) = query.map_err(|r| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", None, r.body_text())
+    })?;
+    let k = check_k(query.get("k").map(String::as_str))?;
+    let Some(ranker) = state.ranker.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_unavailable",
+            None,
+            "this server's bundle has no slow.onnx, so it cannot rank a feed".into(),
+        ));
+    };
+    let items = &state.bundle.items;
+    let m = &state.bundle.manifest;
+    let d = m.dim;
+    let history: Vec<u32> = state
+        .store
+        .recent_clicks(&user, m.windows.slow_history)
+        .await?
+        .iter()
+        .filter_map(|id| items.index(id))
+        .collect();
+    // `r̂2` from another model version came from other GRU_n weights (eq. 5): start from zeros.
+    let neg_memory = match state.store.neg_memory(&user).await? {
+        Some((version, v)) if version == m.model_version && v.len() == d => v,
+        _ => vec![0.0; d],
+    };
+    let pool = retrieval::candidates(items, &state.popular, &history, state.pool);
+    let gather = |ids: &[u32]| -> Vec<f32> {
+        ids.iter().flat_map(|&i| items.embedding(i)).copied().collect()
+    };
+    let out = ranker
+        .rank(SlowInput {
+            history: &gather(&history),
+            neg_memory: &neg_memory,
+            e_i: &gather(&pool),
+        })
+        .await?;
+    let mut order: Vec<usize> = (0..pool.len()).collect();
+    order.sort_by(|&a, &b| out.logit[b].total_cmp(&out.logit[a]));
+    order.truncate(k);
+    let row = |v: &[f32], j: usize| v[j * d..(j + 1) * d].to_vec();
+    let items = order
+        .into_iter()
+        .map(|j| FeedItem {
+            item: items.ids[pool[j] as usize].clone(),
+            embedding: items.embedding(pool[j]).to_vec(),
+            r_t: row(&out.r_t, j),
+            r_n: row(&out.r_n, j),
+            slow_score: out.logit[j],
+        })
+        .collect();
+    Ok(Json(FeedResponse {
+        model_version: m.model_version.clone(),
+        items,
+    }))
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+fn conditional(headers: &HeaderMap, served: &Served, content_type: &'static str) -> Response {
+    let etag = HeaderValue::from_str(&served.etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if not_modified(headers, &served.etag) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::ETAG, etag),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        ],
+        served.bytes.clone(),
+    )
+        .into_response()
+}
+
+/// `GET /v1/model`: the manifest, with its ETag.
+pub async fn model(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
+    user_of(&state, &headers)?;
+    Ok(conditional(&headers, &state.bundle.manifest_file, "application/json"))
+}
+
+/// `GET /v1/model/{file}`: one device file of the bundle, with its ETag.
+pub async fn model_file(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> ApiResult<Response> {
+    user_of(&state, &headers)?;
+    let served = state.bundle.files.get(&file).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no device file {file:?} in this bundle (it has: {})",
+            state.bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    Ok(conditional(&headers, served, "application/octet-stream"))
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "model_version": state.bundle.manifest.model_version,
+        "feed": state.ranker.is_some(),
+    }))
+}
+
+/// Unknown paths.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("no such endpoint; see /v1/openapi.json")
+}
+
+/// Known paths with another method.
+pub async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        None,
+        "method not allowed on this endpoint; see /v1/openapi.json".into(),
+    )
+}

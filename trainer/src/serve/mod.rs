@@ -1,0 +1,175 @@
+//! `slowfast serve`: the sync server between devices and the slow component (DESIGN.md §7,
+//! paper §4.3–4.4). axum on tokio, sqlx for storage, ONNX Runtime (ort) for the slow model.
+//!
+//! # Endpoints (JSON types in `slowfast_core::wire`)
+//!
+//! | call | what |
+//! |---|---|
+//! | `POST /v1/upload` | F2S: the device's `r̂2` (`neg_memory`) and its clicks/exposures since the last upload, stored once per idempotency key; a repeat returns the first answer with `duplicate: true` |
+//! | `GET /v1/feed?k=K` | retrieve a candidate pool ([`retrieval`]), rank it with `slow.onnx` in one batched ort call using the stored click history `H^S` and the latest `r̂2` ([`ranker`]), return the top K with `e_i`, `r_t` (eq. 1), `r_n` (eq. 5), the logit (eq. 6) and the model version |
+//! | `GET /v1/model` | the bundle's `manifest.json`; `ETag`, `If-None-Match` → 304 |
+//! | `GET /v1/model/{file}` | a device file (`fast.onnx`, `neg_step.onnx`); `ETag`, `If-None-Match` → 304 |
+//! | `GET /v1/openapi.json` | the OpenAPI document ([`openapi`]) |
+//! | `GET /healthz` | liveness, model version, whether the feed is available |
+//!
+//! # Auth ([`auth`])
+//! `Authorization: Bearer <token>` on every `/v1` call but the OpenAPI document. A token is
+//! `base64url(user|expiry).base64url(HMAC-SHA256(secret, user|expiry))`; it names the one user
+//! whose data the request reads and writes (no body or query names a user). Missing,
+//! malformed, forged or expired tokens get 401 with a message saying which.
+//!
+//! # Limits ([`limits`])
+//! Body ≤ 1 MiB (413), ids ≤ 128 bytes, ≤ 2000 events of each kind, `neg_memory` exactly `d`
+//! finite floats, item ids known to the bundle, `1 ≤ k ≤ 500`. A bad request gets a 4xx
+//! [`ErrorBody`](slowfast_core::wire::ErrorBody) naming the field, and nothing is stored.
+//!
+//! # Storage ([`store`])
+//! SQLite by default (`--db` a file path, created on first start); PostgreSQL when the URL
+//! starts with `postgres://`. Same queries and migrations; idempotency is a primary key checked
+//! inside the upload's transaction, so several instances on one PostgreSQL behave as one.
+//! [`store::Store::event_log`] hands what devices uploaded to the trainer (`--from-db`).
+
+pub mod api;
+pub mod auth;
+pub mod bundle;
+pub mod limits;
+pub mod openapi;
+pub mod ranker;
+pub mod retrieval;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use slowfast_core::wire::MAX_BODY_BYTES;
+
+use crate::error::{Result, TrainerError};
+use api::AppState;
+use auth::Secret;
+use bundle::Bundle;
+use ranker::SlowRanker;
+use store::Store;
+
+/// Candidates retrieved per feed before the slow model ranks them.
+pub const DEFAULT_POOL: usize = 200;
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The model bundle directory (`manifest.json`, `items.json`, device files, `slow.onnx`).
+    pub bundle: PathBuf,
+    /// A SQLite file path or `sqlite:`/`postgres://` URL.
+    pub db: String,
+    pub listen: SocketAddr,
+    pub secret: Secret,
+    /// Candidate pool size per feed.
+    pub pool: usize,
+}
+
+/// Loads the bundle (and `slow.onnx` with ort when the bundle has one) and opens the store.
+pub async fn state(cfg: &ServeConfig) -> Result<Arc<AppState>> {
+    let bundle = Bundle::open(&cfg.bundle)?;
+    let ranker = match &bundle.slow_onnx {
+        Some(path) => {
+            let sessions = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let m = &bundle.manifest;
+            Some(Arc::new(SlowRanker::load(
+                path,
+                m.dim,
+                m.windows.slow_history,
+                sessions,
+            )?))
+        }
+        None => {
+            tracing::warn!(bundle = %cfg.bundle.display(), "no slow.onnx in the bundle: /v1/feed answers 503");
+            None
+        }
+    };
+    let store = Store::connect(&cfg.db).await?;
+    let popular = retrieval::by_popularity(&bundle.items);
+    Ok(Arc::new(AppState {
+        bundle,
+        store,
+        secret: cfg.secret.clone(),
+        ranker,
+        popular,
+        pool: cfg.pool.max(1),
+    }))
+}
+
+/// The routes of the sync API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let openapi = Arc::new(openapi::document());
+    Router::new()
+        .route("/v1/upload", post(api::upload))
+        .route("/v1/feed", get(api::feed))
+        .route("/v1/model", get(api::model))
+        .route("/v1/model/{file}", get(api::model_file))
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/healthz", get(api::healthz))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal: finishing requests in flight");
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then drains requests in flight and closes the
+/// store. Prints `listening on ADDR` on stdout once it accepts connections.
+pub fn run(cfg: ServeConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TrainerError::io("tokio runtime", e))?;
+    rt.block_on(async move {
+        let state = state(&cfg).await?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| TrainerError::io(cfg.listen.to_string(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| TrainerError::io(cfg.listen.to_string(), e))?;
+        tracing::info!(%addr, model_version = %state.bundle.manifest.model_version, "serving");
+        println!("listening on {addr}");
+        let store = state.store.clone();
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| TrainerError::io(addr.to_string(), e))?;
+        store.close().await;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    })
+}
