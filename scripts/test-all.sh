@@ -20,6 +20,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+. scripts/postgres.sh # throwaway PostgreSQL for the sync server's tests (SLOWFAST_TEST_PG_URL)
 echo "== cargo test"
 cargo test --workspace --locked 2>&1 | tee target/test-all.log
 # One closing summary line over every test binary.

@@ -375,7 +375,9 @@ fn serve_cmd(a: &ServeArgs) -> Result<()> {
 
 fn token_cmd(a: &TokenArgs) -> Result<()> {
     if a.ttl <= 0 {
-        return Err(TrainerError::InvalidArgument("--ttl must be positive".into()));
+        return Err(TrainerError::InvalidArgument(
+            "--ttl must be positive".into(),
+        ));
     }
     let expiry = slowfast_trainer::serve::auth::unix_now().saturating_add(a.ttl);
     println!("{}", a.secret.resolve()?.mint(&a.user, expiry)?);

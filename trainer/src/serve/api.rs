@@ -52,7 +52,12 @@ impl ApiError {
     }
 
     fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", None, message.into())
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            None,
+            message.into(),
+        )
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -63,7 +68,12 @@ impl ApiError {
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         let message = format!("{}: {}", e.field, e.message);
-        Self::new(StatusCode::BAD_REQUEST, "invalid_field", Some(e.field), message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            Some(e.field),
+            message,
+        )
     }
 }
 
@@ -106,7 +116,9 @@ fn user_of(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
     Ok(state.secret.verify(token.trim(), unix_now())?)
 }
 
@@ -142,7 +154,12 @@ pub async fn upload(
         .store
         .record_upload(&user, &req, unix_now().saturating_mul(1000))
         .await?;
-    tracing::debug!(user, key = req.idempotency_key, duplicate = answer.duplicate, "upload");
+    tracing::debug!(
+        user,
+        key = req.idempotency_key,
+        duplicate = answer.duplicate,
+        "upload"
+    );
     Ok(Json(answer).into_response())
 }
 
@@ -154,7 +171,12 @@ pub async fn feed(
 ) -> ApiResult<Json<FeedResponse>> {
     let user = user_of(&state, &headers)?;
     let Query(query) = query.map_err(|r| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", None, r.body_text())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            None,
+            r.body_text(),
+        )
     })?;
     let k = check_k(query.get("k").map(String::as_str))?;
     let Some(ranker) = state.ranker.clone() else {
@@ -182,7 +204,10 @@ pub async fn feed(
     };
     let pool = retrieval::candidates(items, &state.popular, &history, state.pool);
     let gather = |ids: &[u32]| -> Vec<f32> {
-        ids.iter().flat_map(|&i| items.embedding(i)).copied().collect()
+        ids.iter()
+            .flat_map(|&i| items.embedding(i))
+            .copied()
+            .collect()
     };
     let out = ranker
         .rank(SlowInput {
@@ -240,7 +265,11 @@ fn conditional(headers: &HeaderMap, served: &Served, content_type: &'static str)
 /// `GET /v1/model`: the manifest, with its ETag.
 pub async fn model(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
     user_of(&state, &headers)?;
-    Ok(conditional(&headers, &state.bundle.manifest_file, "application/json"))
+    Ok(conditional(
+        &headers,
+        &state.bundle.manifest_file,
+        "application/json",
+    ))
 }
 
 /// `GET /v1/model/{file}`: one device file of the bundle, with its ETag.
@@ -253,7 +282,13 @@ pub async fn model_file(
     let served = state.bundle.files.get(&file).ok_or_else(|| {
         ApiError::not_found(format!(
             "no device file {file:?} in this bundle (it has: {})",
-            state.bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
+            state
+                .bundle
+                .files
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     Ok(conditional(&headers, served, "application/octet-stream"))

@@ -41,10 +41,7 @@ impl Secret {
 
     /// `--secret` when given, else `SLOWFAST_SECRET`, else the contents of `secret_file`
     /// (trailing newline trimmed).
-    pub fn resolve(
-        flag: Option<&str>,
-        secret_file: Option<&std::path::Path>,
-    ) -> Result<Secret> {
+    pub fn resolve(flag: Option<&str>, secret_file: Option<&std::path::Path>) -> Result<Secret> {
         if let Some(s) = flag {
             return Secret::new(s.as_bytes());
         }
@@ -148,7 +145,11 @@ mod tests {
         let t = s.mint("alice", 2_000).unwrap();
         let (_, sig) = t.split_once('.').unwrap();
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode("mallory|2000"));
-        assert!(s.verify(&forged, 0).unwrap_err().to_string().contains("signature"));
+        assert!(s
+            .verify(&forged, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("signature"));
         let other = Secret::new(b"another secret of 16+".to_vec()).unwrap();
         assert!(other.verify(&t, 0).is_err());
         for junk in ["", ".", "abc", "a.b.c", "!!.??"] {

@@ -42,10 +42,12 @@ pub struct Items {
 impl Items {
     /// Checks an item table against `dim`: equal lengths, finite embeddings, unique ids.
     pub fn new(table: ItemTable, dim: usize) -> Result<Items> {
-        let bad = |reason: String| TrainerError::Core(slowfast_core::SlowFastError::Bundle {
-            file: ITEMS_JSON.into(),
-            reason,
-        });
+        let bad = |reason: String| {
+            TrainerError::Core(slowfast_core::SlowFastError::Bundle {
+                file: ITEMS_JSON.into(),
+                reason,
+            })
+        };
         let n = table.ids.len();
         if n == 0 || table.popularity.len() != n || table.embeddings.len() != n * dim {
             return Err(bad(format!(
@@ -55,7 +57,10 @@ impl Items {
             )));
         }
         if let Some(i) = table.embeddings.iter().position(|x| !x.is_finite()) {
-            return Err(bad(format!("embedding of item {:?} is not finite", table.ids[i / dim])));
+            return Err(bad(format!(
+                "embedding of item {:?} is not finite",
+                table.ids[i / dim]
+            )));
         }
         let mut index = HashMap::with_capacity(n);
         for (i, id) in table.ids.iter().enumerate() {
@@ -148,65 +153,8 @@ impl Bundle {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use slowfast_core::manifest::{FileEntry, WindowSpec, FAST_ONNX, FORMAT_VERSION};
-
-    /// Writes a bundle with `n` items of dimension `dim`, device files of opaque bytes and no
-    /// `slow.onnx`.
-    pub(crate) fn write_bundle(dir: &Path, n: usize, dim: usize) {
-        let items = ItemTable {
-            ids: (0..n).map(|i| format!("i{i}")).collect(),
-            popularity: (0..n as u32).rev().collect(),
-            embeddings: (0..n * dim).map(|x| ((x % 7) as f32 - 3.0) / 10.0).collect(),
-        };
-        let files = [
-            (ITEMS_JSON, serde_json::to_vec(&items).unwrap()),
-            (FAST_ONNX, b"fast model bytes".to_vec()),
-        ];
-        let mut entries = BTreeMap::new();
-        for (name, bytes) in &files {
-            std::fs::write(dir.join(name), bytes).unwrap();
-            entries.insert(
-                name.to_string(),
-                FileEntry {
-                    sha256: sha256_hex(bytes),
-                    bytes: bytes.len() as u64,
-                    inputs: vec![],
-                    outputs: vec![],
-                },
-            );
-        }
-        let m = Manifest {
-            format_version: FORMAT_VERSION,
-            model_version: "v1".into(),
-            dim,
-            windows: WindowSpec {
-                slow_history: 8,
-                clicks: 4,
-                exposures: 4,
-            },
-            files: entries,
-            trained_on: "test".into(),
-            commit: "test".into(),
-            created_at: "2026-11-23T00:00:00Z".into(),
-        };
-        std::fs::write(dir.join(MANIFEST_JSON), serde_json::to_vec(&m).unwrap()).unwrap();
-    }
-
-    #[test]
-    fn opens_a_bundle_and_refuses_a_tampered_file() {
-        let dir = tempfile::tempdir().unwrap();
-        write_bundle(dir.path(), 10, 4);
-        let b = Bundle::open(dir.path()).unwrap();
-        assert_eq!(b.items.len(), 10);
-        assert_eq!(b.items.index("i3"), Some(3));
-        assert!(b.files.contains_key(FAST_ONNX));
-        assert!(b.slow_onnx.is_none());
-        std::fs::write(dir.path().join(FAST_ONNX), b"fast model bytez").unwrap();
-        let err = Bundle::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("fast.onnx") && err.contains("SHA-256"), "{err}");
-    }
 
     #[test]
     fn item_table_must_fit_the_dimension() {

@@ -89,10 +89,12 @@ pub fn check_k(k: Option<&str>) -> Result<usize, FieldError> {
     };
     match k.parse::<usize>() {
         Ok(k) if (1..=MAX_FEED_K).contains(&k) => Ok(k),
-        _ => fail("k", format!("must be an integer in 1..={MAX_FEED_K}, got {k:?}")),
+        _ => fail(
+            "k",
+            format!("must be an integer in 1..={MAX_FEED_K}, got {k:?}"),
+        ),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -134,10 +136,16 @@ mod tests {
     fn each_broken_limit_names_its_field() {
         assert!(check_upload(&upload(), &items()).is_ok());
         assert_eq!(field_of(|u| u.idempotency_key.clear()), "idempotency_key");
-        assert_eq!(field_of(|u| u.model_version = "v".repeat(129)), "model_version");
+        assert_eq!(
+            field_of(|u| u.model_version = "v".repeat(129)),
+            "model_version"
+        );
         assert_eq!(field_of(|u| u.neg_memory.push(0.0)), "neg_memory");
         assert_eq!(field_of(|u| u.neg_memory[1] = f32::NAN), "neg_memory[1]");
-        assert_eq!(field_of(|u| u.clicks[0].item = "zz".into()), "clicks[0].item");
+        assert_eq!(
+            field_of(|u| u.clicks[0].item = "zz".into()),
+            "clicks[0].item"
+        );
         assert_eq!(field_of(|u| u.clicks[0].ts = -1), "clicks[0].ts");
         assert_eq!(
             field_of(|u| u.exposures = vec![u.clicks[0].clone(); MAX_EVENTS_PER_UPLOAD + 1]),
@@ -148,7 +156,14 @@ mod tests {
     #[test]
     fn k_must_be_in_range() {
         assert_eq!(check_k(Some("50")), Ok(50));
-        for bad in [None, Some("0"), Some("-1"), Some("501"), Some("x"), Some("")] {
+        for bad in [
+            None,
+            Some("0"),
+            Some("-1"),
+            Some("501"),
+            Some("x"),
+            Some(""),
+        ] {
             assert_eq!(check_k(bad).unwrap_err().field, "k");
         }
     }

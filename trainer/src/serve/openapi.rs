@@ -75,11 +75,20 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
             "UploadRequest",
             object(
                 vec![
-                    ("idempotency_key", id("a retried batch reuses it; stored once")),
-                    ("model_version", id("bundle version neg_memory was computed with")),
+                    (
+                        "idempotency_key",
+                        id("a retried batch reuses it; stored once"),
+                    ),
+                    (
+                        "model_version",
+                        id("bundle version neg_memory was computed with"),
+                    ),
                     ("neg_memory", floats("r̂2 (eq. 5), d finite floats").into()),
                     ("clicks", events("clicks since the last upload")),
-                    ("exposures", events("exposures since the last upload (optional)")),
+                    (
+                        "exposures",
+                        events("exposures since the last upload (optional)"),
+                    ),
                 ],
                 &["idempotency_key", "model_version", "neg_memory", "clicks"],
                 "F2S upload (paper §4.3)",
@@ -168,9 +177,15 @@ fn json_response(desc: &str, schema: &str) -> utoipa::openapi::Response {
 }
 
 fn errors(op: OperationBuilder) -> OperationBuilder {
-    op.response("400", json_response("a field broke a limit; the body names it", "ErrorBody"))
-        .response("401", json_response("missing, forged or expired token", "ErrorBody"))
-        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+    op.response(
+        "400",
+        json_response("a field broke a limit; the body names it", "ErrorBody"),
+    )
+    .response(
+        "401",
+        json_response("missing, forged or expired token", "ErrorBody"),
+    )
+    .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
 }
 
 fn etag_get(summary: &str, ok: &str) -> OperationBuilder {
@@ -199,7 +214,9 @@ fn etag_get(summary: &str, ok: &str) -> OperationBuilder {
 pub fn document() -> OpenApi {
     let upload = errors(
         OperationBuilder::new()
-            .summary(Some("Upload r̂2 and the events since the last upload (idempotent)"))
+            .summary(Some(
+                "Upload r̂2 and the events since the last upload (idempotent)",
+            ))
             .request_body(Some(
                 RequestBodyBuilder::new()
                     .description(Some(format!("JSON, at most {MAX_BODY_BYTES} bytes")))
@@ -212,12 +229,17 @@ pub fn document() -> OpenApi {
                     .required(Some(Required::True))
                     .build(),
             ))
-            .response("200", json_response("stored, or the first answer again", "UploadResponse"))
+            .response(
+                "200",
+                json_response("stored, or the first answer again", "UploadResponse"),
+            )
             .response("413", json_response("body too large", "ErrorBody")),
     );
     let feed = errors(
         OperationBuilder::new()
-            .summary(Some("Top k candidates ranked by the slow model, with e_i, r_t, r_n"))
+            .summary(Some(
+                "Top k candidates ranked by the slow model, with e_i, r_t, r_n",
+            ))
             .parameter(
                 ParameterBuilder::new()
                     .name("k")
@@ -231,10 +253,20 @@ pub fn document() -> OpenApi {
                     )),
             )
             .response("200", json_response("best first", "FeedResponse"))
-            .response("503", json_response("the bundle has no slow.onnx", "ErrorBody")),
+            .response(
+                "503",
+                json_response("the bundle has no slow.onnx", "ErrorBody"),
+            ),
     );
-    let model = etag_get("The current bundle's manifest.json", "manifest.json, with ETag");
-    let file = etag_get("One device file of the bundle", "the file's bytes, with ETag").parameter(
+    let model = etag_get(
+        "The current bundle's manifest.json",
+        "manifest.json, with ETag",
+    );
+    let file = etag_get(
+        "One device file of the bundle",
+        "the file's bytes, with ETag",
+    )
+    .parameter(
         ParameterBuilder::new()
             .name("file")
             .parameter_in(ParameterIn::Path)
@@ -255,7 +287,10 @@ pub fn document() -> OpenApi {
             "/v1/openapi.json",
             PathItem::new(HttpMethod::Get, plain("This document")),
         )
-        .path("/healthz", PathItem::new(HttpMethod::Get, plain("Liveness")));
+        .path(
+            "/healthz",
+            PathItem::new(HttpMethod::Get, plain("Liveness")),
+        );
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
         SecurityScheme::Http(
@@ -286,7 +321,9 @@ pub fn document() -> OpenApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slowfast_core::wire::{ErrorBody, FeedItem, FeedResponse, UploadRequest, UploadResponse, WireEvent};
+    use slowfast_core::wire::{
+        ErrorBody, FeedItem, FeedResponse, UploadRequest, UploadResponse, WireEvent,
+    };
 
     fn properties(name: &str) -> Vec<String> {
         let doc = serde_json::to_value(document()).unwrap();
@@ -310,7 +347,10 @@ mod tests {
 
     #[test]
     fn schemas_list_exactly_the_wire_types_fields() {
-        let ev = WireEvent { item: "a".into(), ts: 1 };
+        let ev = WireEvent {
+            item: "a".into(),
+            ts: 1,
+        };
         assert_eq!(properties("WireEvent"), fields(&ev));
         let up = UploadRequest {
             idempotency_key: "k".into(),
@@ -320,7 +360,11 @@ mod tests {
             exposures: vec![],
         };
         assert_eq!(properties("UploadRequest"), fields(&up));
-        let ans = UploadResponse { accepted_clicks: 0, accepted_exposures: 0, duplicate: false };
+        let ans = UploadResponse {
+            accepted_clicks: 0,
+            accepted_exposures: 0,
+            duplicate: false,
+        };
         assert_eq!(properties("UploadResponse"), fields(&ans));
         let item = FeedItem {
             item: "a".into(),
@@ -330,18 +374,35 @@ mod tests {
             slow_score: 0.0,
         };
         assert_eq!(properties("FeedItem"), fields(&item));
-        let feed = FeedResponse { model_version: "v".into(), items: vec![] };
+        let feed = FeedResponse {
+            model_version: "v".into(),
+            items: vec![],
+        };
         assert_eq!(properties("FeedResponse"), fields(&feed));
-        let err = ErrorBody { error: "e".into(), field: Some("f".into()), message: "m".into() };
+        let err = ErrorBody {
+            error: "e".into(),
+            field: Some("f".into()),
+            message: "m".into(),
+        };
         assert_eq!(properties("ErrorBody"), fields(&err));
     }
 
     #[test]
     fn document_lists_every_endpoint() {
         let doc = serde_json::to_value(document()).unwrap();
-        for p in ["/v1/upload", "/v1/feed", "/v1/model", "/v1/model/{file}", "/v1/openapi.json", "/healthz"] {
+        for p in [
+            "/v1/upload",
+            "/v1/feed",
+            "/v1/model",
+            "/v1/model/{file}",
+            "/v1/openapi.json",
+            "/healthz",
+        ] {
             assert!(doc["paths"][p].is_object(), "{p}");
         }
-        assert_eq!(doc["paths"]["/v1/feed"]["get"]["parameters"][0]["name"], "k");
+        assert_eq!(
+            doc["paths"]["/v1/feed"]["get"]["parameters"][0]["name"],
+            "k"
+        );
     }
 }

@@ -26,7 +26,12 @@ pub fn candidates(items: &Items, popular: &[u32], history: &[u32], pool: usize) 
         let mut scored: Vec<(f32, u32)> = (0..items.len() as u32)
             .filter(|&i| !seen[i as usize])
             .map(|i| {
-                let s = items.embedding(i).iter().zip(&mean).map(|(a, b)| a * b).sum();
+                let s = items
+                    .embedding(i)
+                    .iter()
+                    .zip(&mean)
+                    .map(|(a, b)| a * b)
+                    .sum();
                 (s, i)
             })
             .collect();

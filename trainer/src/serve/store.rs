@@ -29,7 +29,9 @@ pub struct Store {
 
 /// A database URL: `postgres://…`, `sqlite:…`, or a plain file path (SQLite, created if absent).
 pub fn normalise_url(url: &str) -> String {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")
+    if url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || url.starts_with("sqlite:")
     {
         url.to_string()
     } else {
@@ -70,10 +72,11 @@ impl Store {
         req: &UploadRequest,
         now_ms: i64,
     ) -> Result<UploadResponse> {
-        let neg_memory = serde_json::to_string(&req.neg_memory).map_err(|e| TrainerError::Json {
-            what: "neg_memory".into(),
-            source: e,
-        })?;
+        let neg_memory =
+            serde_json::to_string(&req.neg_memory).map_err(|e| TrainerError::Json {
+                what: "neg_memory".into(),
+                source: e,
+            })?;
         let answer = UploadResponse {
             accepted_clicks: req.clicks.len() as u32,
             accepted_exposures: req.exposures.len() as u32,
@@ -177,11 +180,12 @@ impl Store {
 
     /// The user's latest uploaded `r̂2` and the model version it was computed with.
     pub async fn neg_memory(&self, user: &str) -> Result<Option<(String, Vec<f32>)>> {
-        let row = sqlx::query("SELECT model_version, neg_memory FROM user_state WHERE user_id = $1")
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err("read neg_memory"))?;
+        let row =
+            sqlx::query("SELECT model_version, neg_memory FROM user_state WHERE user_id = $1")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("read neg_memory"))?;
         row.map(|r| state_of(&r)).transpose()
     }
 
@@ -267,7 +271,9 @@ fn sqlite_pragmas(
 }
 
 fn state_of(r: &AnyRow) -> Result<(String, Vec<f32>)> {
-    let version: String = r.try_get("model_version").map_err(db_err("read user_state"))?;
+    let version: String = r
+        .try_get("model_version")
+        .map_err(db_err("read user_state"))?;
     let json: String = r.try_get("neg_memory").map_err(db_err("read user_state"))?;
     let v = serde_json::from_str(&json).map_err(|e| TrainerError::Json {
         what: "stored neg_memory".into(),
@@ -310,6 +316,8 @@ async fn insert_events(
             .bind(e.item.as_str())
             .bind(e.ts);
     }
-    q.execute(&mut **tx).await.map_err(db_err("insert events"))?;
+    q.execute(&mut **tx)
+        .await
+        .map_err(db_err("insert events"))?;
     Ok(())
 }

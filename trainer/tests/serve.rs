@@ -1,0 +1,398 @@
+//! `slowfast serve` over loopback: every endpoint, status code and limit, on SQLite and on
+//! PostgreSQL (`SLOWFAST_TEST_PG_URL`; the PostgreSQL variants skip with a notice when unset).
+
+mod serve_harness;
+
+use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH};
+use serde_json::{json, Value};
+use serve_harness::*;
+use slowfast_trainer::serve::auth::Secret;
+use slowfast_trainer::serve::store::Store;
+
+/// A bundle, a database and a running server for one test.
+struct Setup {
+    dir: tempfile::TempDir,
+    db: String,
+    server: Server,
+}
+
+fn setup(backend: Backend) -> Option<Setup> {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path());
+    let db = fresh_db(backend, dir.path())?;
+    let server = Server::start(dir.path(), &db, dir.path());
+    Some(Setup { dir, db, server })
+}
+
+/// Runs `$body(backend)` as one test per backend.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[test] fn $name() { super::$name(super::Backend::Sqlite) } )* }
+        mod postgres { $( #[test] fn $name() { super::$name(super::Backend::Postgres) } )* }
+    };
+}
+
+on_both!(
+    upload_is_stored_once_per_key,
+    tokens_are_required_and_checked,
+    every_limit_gets_a_4xx_naming_the_field_and_stores_nothing,
+    model_and_files_are_served_with_etags,
+    feed_checks_k_and_needs_the_slow_model,
+    openapi_and_health_are_public,
+    shutdown_on_sigterm_is_graceful,
+);
+
+fn post(s: &Setup, user: &str, body: &Value) -> (u16, Value) {
+    let r = client()
+        .post(s.server.url("/v1/upload"))
+        .header(AUTHORIZATION, format!("Bearer {}", token(user)))
+        .json(body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+fn upload_is_stored_once_per_key(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    let body = upload_body("batch-1", &["i1", "i2", "i3"], &["i4"]);
+    let (status, first) = post(&s, "alice", &body);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first,
+        json!({"accepted_clicks": 3, "accepted_exposures": 1, "duplicate": false})
+    );
+    assert_eq!(counts(&s.db), (1, 4));
+    // A retry with the same key, even with another body, returns the first answer.
+    let (status, again) = post(&s, "alice", &upload_body("batch-1", &["i9"], &[]));
+    assert_eq!(status, 200);
+    assert_eq!(
+        again,
+        json!({"accepted_clicks": 3, "accepted_exposures": 1, "duplicate": true})
+    );
+    assert_eq!(counts(&s.db), (1, 4));
+    // Keys are per user: bob's batch-1 is his own.
+    assert_eq!(post(&s, "bob", &body).1["duplicate"], false);
+    assert_eq!(counts(&s.db), (2, 8));
+    // What was stored is what the trainer reads back (raw ids, per user in time order).
+    let (log, neg) = block_on(async {
+        let st = Store::connect(&s.db).await.unwrap();
+        (
+            st.event_log().await.unwrap(),
+            st.neg_memories().await.unwrap(),
+        )
+    });
+    assert_eq!(log.events.len(), 8);
+    assert_eq!(log.users.len(), 2);
+    let alice = log.users.get("alice").unwrap();
+    let alice_items: Vec<&str> = log
+        .events
+        .iter()
+        .filter(|e| e.user == alice)
+        .map(|e| log.items.raw(e.item).unwrap())
+        .collect();
+    assert_eq!(alice_items, ["i1", "i4", "i2", "i3"]);
+    assert_eq!(neg["alice"], ("v1".to_string(), vec![0.25; DIM]));
+}
+
+fn tokens_are_required_and_checked(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    let body = upload_body("k", &["i1"], &[]);
+    let secret = Secret::new(SECRET).unwrap();
+    let expired = secret.mint("alice", 1).unwrap();
+    let forged = Secret::new("another-secret-of-enough-bytes")
+        .unwrap()
+        .mint("alice", i64::MAX)
+        .unwrap();
+    let cases: [(Option<String>, &str); 5] = [
+        (None, "missing"),
+        (Some("Basic abc".into()), "Bearer"),
+        (Some(format!("Bearer {expired}")), "expired"),
+        (Some(format!("Bearer {forged}")), "signature"),
+        (Some("Bearer not-a-token".into()), "malformed"),
+    ];
+    for path in [
+        "/v1/upload",
+        "/v1/feed?k=5",
+        "/v1/model",
+        "/v1/model/fast.onnx",
+    ] {
+        for (auth, says) in &cases {
+            let mut r = if path == "/v1/upload" {
+                client().post(s.server.url(path)).json(&body)
+            } else {
+                client().get(s.server.url(path))
+            };
+            if let Some(a) = auth {
+                r = r.header(AUTHORIZATION, a);
+            }
+            let r = r.send().unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{path} {says}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            let e: Value = r.json().unwrap();
+            assert_eq!(e["error"], "unauthorized");
+            assert!(e["message"].as_str().unwrap().contains(says), "{path}: {e}");
+        }
+    }
+    assert_eq!(counts(&s.db), (0, 0));
+}
+
+fn every_limit_gets_a_4xx_naming_the_field_and_stores_nothing(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    let good = upload_body("k", &["i1", "i2"], &["i3"]);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        v
+    };
+    let many: Vec<Value> = (0..2001).map(|i| json!({"item": "i1", "ts": i})).collect();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            with(&|v| v["idempotency_key"] = json!("")),
+            "idempotency_key",
+        ),
+        (
+            with(&|v| v["idempotency_key"] = json!("k".repeat(129))),
+            "idempotency_key",
+        ),
+        (with(&|v| v["model_version"] = json!("")), "model_version"),
+        (
+            with(&|v| v["neg_memory"] = json!(vec![0.5; DIM + 1])),
+            "neg_memory",
+        ),
+        (with(&|v| v["neg_memory"] = json!([])), "neg_memory"),
+        (with(&|v| v["neg_memory"][2] = json!(1e39)), "neg_memory[2]"),
+        (with(&|v| v["neg_memory"][0] = json!("x")), "neg_memory[0]"),
+        (
+            with(&|v| v["clicks"][1]["item"] = json!("nope")),
+            "clicks[1].item",
+        ),
+        (with(&|v| v["clicks"][0]["ts"] = json!(-5)), "clicks[0].ts"),
+        (
+            with(&|v| v["exposures"][0]["item"] = json!("")),
+            "exposures[0].item",
+        ),
+        (with(&|v| v["clicks"] = json!(many)), "clicks"),
+        (
+            with(&|v| {
+                v.as_object_mut()
+                    .unwrap()
+                    .remove("clicks")
+                    .map(drop)
+                    .unwrap()
+            }),
+            ".",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, e) = post(&s, "alice", &body);
+        assert_eq!(status, 400, "{field}: {e}");
+        if field == "." {
+            assert!(e["message"].as_str().unwrap().contains("clicks"), "{e}");
+        } else {
+            assert_eq!(e["field"], field, "{e}");
+        }
+    }
+    // Not JSON at all, and a body over the limit.
+    let auth = format!("Bearer {}", token("alice"));
+    let r = client()
+        .post(s.server.url("/v1/upload"))
+        .header(AUTHORIZATION, &auth)
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "invalid_json");
+    let r = client()
+        .post(s.server.url("/v1/upload"))
+        .header(AUTHORIZATION, &auth)
+        .body(vec![b' '; slowfast_core::wire::MAX_BODY_BYTES + 1])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "body_too_large");
+    assert_eq!(counts(&s.db), (0, 0));
+    // The same upload, valid, is then accepted: the refusals above left no trace.
+    assert_eq!(post(&s, "alice", &good).0, 200);
+    assert_eq!(counts(&s.db), (1, 3));
+}
+
+fn get(s: &Setup, path: &str, etag: Option<&str>) -> reqwest::blocking::Response {
+    let mut r = client()
+        .get(s.server.url(path))
+        .header(AUTHORIZATION, format!("Bearer {}", token("alice")));
+    if let Some(t) = etag {
+        r = r.header(IF_NONE_MATCH, t);
+    }
+    r.send().unwrap()
+}
+
+fn model_and_files_are_served_with_etags(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    let r = get(&s, "/v1/model", None);
+    assert_eq!(r.status().as_u16(), 200);
+    let etag = r.headers()[ETAG].to_str().unwrap().to_string();
+    let manifest: Value = r.json().unwrap();
+    assert_eq!(manifest["model_version"], "v1");
+    assert_eq!(get(&s, "/v1/model", Some(&etag)).status().as_u16(), 304);
+    assert_eq!(
+        get(&s, "/v1/model", Some("\"other\", ".to_string().as_str()))
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        get(&s, "/v1/model", Some(&format!("\"x\", W/{etag}")))
+            .status()
+            .as_u16(),
+        304
+    );
+
+    let r = get(&s, "/v1/model/fast.onnx", None);
+    assert_eq!(r.status().as_u16(), 200);
+    let file_etag = r.headers()[ETAG].to_str().unwrap().to_string();
+    assert_eq!(r.bytes().unwrap().as_ref(), FAST_BYTES);
+    assert_eq!(
+        file_etag,
+        format!("\"{}\"", slowfast_core::manifest::sha256_hex(FAST_BYTES))
+    );
+    assert_eq!(
+        get(&s, "/v1/model/fast.onnx", Some(&file_etag))
+            .status()
+            .as_u16(),
+        304
+    );
+    // Not in this bundle, not a device file, not a file at all.
+    for path in [
+        "/v1/model/neg_step.onnx",
+        "/v1/model/items.json",
+        "/v1/model/..%2Fmanifest.json",
+    ] {
+        let r = get(&s, path, None);
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+        assert_eq!(r.json::<Value>().unwrap()["error"], "not_found");
+    }
+}
+
+fn feed_checks_k_and_needs_the_slow_model(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    for k in ["", "?k=0", "?k=501", "?k=abc", "?k=-3", "?k=1e3"] {
+        let r = get(&s, &format!("/v1/feed{k}"), None);
+        assert_eq!(r.status().as_u16(), 400, "{k}");
+        assert_eq!(r.json::<Value>().unwrap()["field"], "k");
+    }
+    // This bundle has no slow.onnx: the server says so instead of ranking with anything else.
+    let r = get(&s, "/v1/feed?k=5", None);
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "model_unavailable");
+}
+
+fn openapi_and_health_are_public(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    let doc: Value = client()
+        .get(s.server.url("/v1/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/v1/upload",
+        "/v1/feed",
+        "/v1/model",
+        "/v1/model/{file}",
+        "/healthz",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p}");
+    }
+    let health: Value = client()
+        .get(s.server.url("/healthz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "ok", "model_version": "v1", "feed": false})
+    );
+    let r = client().get(s.server.url("/v2/anything")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "not_found");
+    let r = client().get(s.server.url("/v1/upload")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "method_not_allowed");
+}
+
+fn shutdown_on_sigterm_is_graceful(b: Backend) {
+    let Some(mut s) = setup(b) else { return };
+    assert_eq!(post(&s, "alice", &upload_body("k", &["i1"], &[])).0, 200);
+    let pid = s.server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = s.server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&s.server.log).unwrap();
+    assert!(log.contains("shut down cleanly"), "{log}");
+    assert_eq!(counts(&s.db), (1, 1));
+    let _ = &s.dir;
+}
+
+#[test]
+fn a_tampered_bundle_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path());
+    std::fs::write(dir.path().join("fast.onnx"), b"tampered").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slowfast"))
+        .args(["serve", "--bundle"])
+        .arg(dir.path())
+        .args(["--db", &dir.path().join("x.db").display().to_string()])
+        .args(["--listen", "127.0.0.1:0", "--secret", SECRET])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fast.onnx") && err.contains("bytes"), "{err}");
+}
+
+#[test]
+fn two_instances_on_one_postgres_store_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path());
+    let Some(db) = fresh_db(Backend::Postgres, dir.path()) else {
+        return;
+    };
+    let a = Server::start(dir.path(), &db, dir.path());
+    let b = Server::start(dir.path(), &db, dir.path());
+    // 8 threads send the same 20 keys, alternating instances: every key lands on both.
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (a, b) = (&a, &b);
+                scope.spawn(move || {
+                    (0..20)
+                        .map(|k| {
+                            let server = if (t + k) % 2 == 0 { a } else { b };
+                            let r = client()
+                                .post(server.url("/v1/upload"))
+                                .header(AUTHORIZATION, format!("Bearer {}", token("carol")))
+                                .json(&upload_body(&format!("key-{k}"), &["i1", "i2"], &["i5"]))
+                                .send()
+                                .unwrap();
+                            assert_eq!(r.status().as_u16(), 200);
+                            r.json::<Value>().unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let fresh = answers.iter().filter(|a| a["duplicate"] == false).count();
+    assert_eq!(fresh, 20, "each key is accepted as new exactly once");
+    assert_eq!(counts(&db), (20, 60));
+}
