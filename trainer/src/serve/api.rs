@@ -276,9 +276,17 @@ pub async fn model(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Ap
 pub async fn model_file(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(file): Path<String>,
+    file: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> ApiResult<Response> {
     user_of(&state, &headers)?;
+    let Path(file) = file.map_err(|r| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            Some("file".into()),
+            r.body_text(),
+        )
+    })?;
     let served = state.bundle.files.get(&file).ok_or_else(|| {
         ApiError::not_found(format!(
             "no device file {file:?} in this bundle (it has: {})",
