@@ -20,6 +20,60 @@ pub enum SlowFastError {
     /// JSON that could not be read or written.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// The on-device store (SQLite) failed a read or write.
+    #[error("store: {0}")]
+    Store(String),
+    /// The on-device store is damaged beyond what the runtime repairs (failed integrity check,
+    /// rows that do not decode, a schema newer than this build). Nothing was changed; the app
+    /// may move the data directory aside and open afresh.
+    #[error("store corrupt: {0}")]
+    StoreCorrupt(String),
+    /// No model bundle is installed yet; recording still works, scoring waits for one.
+    #[error("no model bundle installed")]
+    NoModel,
+    /// A feed computed by a model version other than the installed one.
+    #[error("feed is for model {feed}, the device runs {device}; call update_model")]
+    VersionMismatch { feed: String, device: String },
+    /// The server could not be reached or the connection failed (timeout, DNS, TLS, reset).
+    #[error("network: {0}")]
+    Network(String),
+    /// The server answered with an error status; `code` and `message` come from its
+    /// `ErrorBody` when it sent one.
+    #[error("server rejected the request ({status} {code}): {message}")]
+    Server {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl SlowFastError {
+    /// Whether retrying the same request later may succeed: network failures, 5xx, 408, 429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SlowFastError::Network(_) => true,
+            SlowFastError::Server { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            _ => false,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for SlowFastError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                SlowFastError::StoreCorrupt(e.to_string())
+            }
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..) => SlowFastError::StoreCorrupt(e.to_string()),
+            _ => SlowFastError::Store(e.to_string()),
+        }
+    }
 }
 
 pub type Result<T, E = SlowFastError> = std::result::Result<T, E>;
