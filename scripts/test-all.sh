@@ -25,3 +25,5 @@ echo "== cargo test"
 cargo test --workspace --locked 2>&1 | tee target/test-all.log
 # One closing summary line over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "workspace: %d passed, %d failed, %d skipped\n", p, f, i }' target/test-all.log
+scripts/test-kotlin.sh
+scripts/test-aarch64.sh

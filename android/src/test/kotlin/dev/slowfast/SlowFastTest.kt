@@ -1,0 +1,170 @@
+package dev.slowfast
+
+import com.sun.net.httpserver.HttpServer
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertNotEquals
+import org.junit.Assert.assertThrows
+import org.junit.Assert.assertTrue
+import org.junit.Rule
+import org.junit.Test
+import org.junit.rules.TemporaryFolder
+import java.io.File
+import java.net.InetSocketAddress
+
+class SlowFastTest {
+    @get:Rule
+    val tmp = TemporaryFolder()
+
+    /** Port 9 on loopback: nothing listens, so every request fails fast with a network error. */
+    private fun open(dir: File = tmp.newFolder(), server: String = "http://127.0.0.1:9", bundle: File? = Fixtures.bundle) =
+        SlowFast(SlowFast.config(dir, server, "token", "alice").copy(initialBundle = bundle?.path))
+
+    @Test
+    fun versionIsTheCrateVersion() {
+        assertTrue(SlowFast.version, Regex("""\d+\.\d+\.\d+.*""").matches(SlowFast.version))
+    }
+
+    @Test
+    fun opensWithTheShippedBundleAndReranksTheWholeFeedBestFirst() = open().use { sf ->
+        assertEquals(Fixtures.modelVersion, sf.modelVersion)
+        assertArrayEquals(FloatArray(Fixtures.dim), sf.negMemory, 0f)
+        val feed = Fixtures.feed(20)
+        val ranked = sf.rerank(feed)
+        assertEquals(feed.items.map { it.item }.toSet(), ranked.map { it.item }.toSet())
+        assertEquals(ranked.sortedByDescending { it.score }, ranked)
+        val slow = feed.items.associate { it.item to it.slowScore }
+        ranked.forEach { assertEquals(slow.getValue(it.item), it.slowScore, 0f) }
+    }
+
+    @Test
+    fun exposuresMoveTheNegativeMemoryAndClicksChangeTheScores() = open().use { sf ->
+        val feed = Fixtures.feed(10)
+        val before = sf.rerank(feed).associate { it.item to it.score }
+        sf.recordExposure(feed.items[0].item, 1_000)
+        assertNotEquals(0f, sf.negMemory.maxOf { kotlin.math.abs(it) })
+        sf.recordClick(feed.items[1].item, 2_000)
+        val after = sf.rerank(feed).associate { it.item to it.score }
+        assertTrue("scores did not change", after.any { (item, s) -> kotlin.math.abs(s - before.getValue(item)) > 1e-6 })
+        assertEquals(2L, sf.pendingUploads)
+    }
+
+    @Test
+    fun eventsAndNegativeMemorySurviveClosingAndReopening() {
+        val dir = tmp.newFolder()
+        val feed = Fixtures.feed(5)
+        val memory = open(dir).use { sf ->
+            sf.rerank(feed)
+            feed.items.take(3).forEachIndexed { i, it -> sf.recordExposure(it.item, 1_000L + i) }
+            sf.recordClick(feed.items[0].item, 2_000)
+            sf.negMemory
+        }
+        open(dir, bundle = null).use { sf ->
+            assertEquals(Fixtures.modelVersion, sf.modelVersion)
+            assertEquals(4L, sf.pendingUploads)
+            assertArrayEquals(memory, sf.negMemory, 1e-6f)
+        }
+    }
+
+    @Test
+    fun everyCallAfterCloseThrowsClosed() {
+        val sf = open()
+        sf.close()
+        sf.close() // idempotent
+        assertThrows(SlowFastException.Closed::class.java) { sf.recordClick("item-1") }
+        assertThrows(SlowFastException.Closed::class.java) { sf.rerank(Fixtures.feed(3)) }
+        val e = assertThrows(SlowFastException.Closed::class.java) { sf.modelVersion }
+        assertTrue(e.message!!, e.message!!.contains("closed"))
+    }
+
+    @Test
+    fun badArgumentsThrowInvalidArgumentAndChangeNothing() = open().use { sf ->
+        assertThrows(SlowFastException.InvalidArgument::class.java) { sf.recordClick("") }
+        val e = assertThrows(SlowFastException.InvalidArgument::class.java) { sf.rerank(Fixtures.feed(3, dim = Fixtures.dim + 1)) }
+        assertTrue(e.message!!, e.message!!.contains("embedding"))
+        assertThrows(SlowFastException.InvalidArgument::class.java) { sf.fetchFeed(0) }
+        assertEquals(0L, sf.pendingUploads)
+    }
+
+    @Test
+    fun scoringWithoutABundleThrowsNoModelButRecordingWorks() = open(bundle = null).use { sf ->
+        assertEquals(null, sf.modelVersion)
+        sf.recordClick("item-1", 1)
+        assertThrows(SlowFastException.NoModel::class.java) { sf.rerank(Fixtures.feed(3)) }
+    }
+
+    @Test
+    fun aFeedForAnotherModelThrowsVersionMismatch() = open().use { sf ->
+        val e = assertThrows(SlowFastException.VersionMismatch::class.java) { sf.rerank(Fixtures.feed(3, version = "other")) }
+        assertTrue(e.message!!, e.message!!.contains("other"))
+    }
+
+    @Test
+    fun aCorruptBundleThrowsBundleAndKeepsTheInstalledModel() = open().use { sf ->
+        val copy = tmp.newFolder("bundle")
+        Fixtures.bundle.copyRecursively(copy, overwrite = true)
+        copy.resolve("fast.onnx").appendBytes(byteArrayOf(0))
+        val e = assertThrows(SlowFastException.Bundle::class.java) { sf.installBundle(copy) }
+        assertTrue(e.message!!, e.message!!.contains("fast.onnx"))
+        assertEquals(Fixtures.modelVersion, sf.modelVersion)
+    }
+
+    @Test
+    fun anUnreachableServerThrowsNetwork() = open().use { sf ->
+        assertThrows(SlowFastException.Network::class.java) { sf.fetchFeed(10) }
+    }
+
+    @Test
+    fun aServerErrorThrowsServerWithItsMessage() {
+        val server = HttpServer.create(InetSocketAddress("127.0.0.1", 0), 0)
+        server.createContext("/") { ex ->
+            val body = """{"error":"unauthorized","message":"token revoked"}""".toByteArray()
+            ex.responseHeaders.add("Content-Type", "application/json")
+            ex.sendResponseHeaders(401, body.size.toLong())
+            ex.responseBody.use { it.write(body) }
+        }
+        server.start()
+        try {
+            open(server = "http://127.0.0.1:${server.address.port}").use { sf ->
+                val e = assertThrows(SlowFastException.Server::class.java) { sf.fetchFeed(10) }
+                assertTrue(e.message!!, e.message!!.contains("401") && e.message!!.contains("token revoked"))
+            }
+        } finally {
+            server.stop(0)
+        }
+    }
+
+    @Test
+    fun aDamagedStoreThrowsStoreCorrupt() {
+        val dir = tmp.newFolder()
+        dir.resolve("slowfast.sqlite3").writeBytes(ByteArray(8192) { 0x5a })
+        assertThrows(SlowFastException.StoreCorrupt::class.java) { open(dir) }
+    }
+
+    @Test
+    fun aDataDirThatIsAFileThrowsIo() {
+        assertThrows(SlowFastException.Io::class.java) { open(tmp.newFile()) }
+    }
+
+    /** Fails to compile when a Rust variant is added or removed without updating the Kotlin surface. */
+    @Test
+    fun everyErrorVariantIsASubclassOfTheSealedException() {
+        fun kind(e: SlowFastException): String = when (e) {
+            is SlowFastException.InvalidArgument -> "InvalidArgument"
+            is SlowFastException.Bundle -> "Bundle"
+            is SlowFastException.Model -> "Model"
+            is SlowFastException.Io -> "Io"
+            is SlowFastException.Json -> "Json"
+            is SlowFastException.Store -> "Store"
+            is SlowFastException.StoreCorrupt -> "StoreCorrupt"
+            is SlowFastException.NoModel -> "NoModel"
+            is SlowFastException.VersionMismatch -> "VersionMismatch"
+            is SlowFastException.Network -> "Network"
+            is SlowFastException.Server -> "Server"
+            is SlowFastException.Closed -> "Closed"
+            is SlowFastException.Internal -> "Internal"
+        }
+        assertEquals("Internal", kind(SlowFastException.Internal("boom")))
+        assertEquals("boom", SlowFastException.Model("boom").message)
+    }
+}
