@@ -1,5 +1,7 @@
 //! `slowfast`: the command line of the slowfast trainer (DESIGN.md §8).
 
+mod cli_export;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,6 +40,13 @@ enum Command {
     Eval(EvalArgs),
     /// The main job on the synthetic default: synth → evaluate every available model.
     Demo(DemoArgs),
+    /// Train MC²-SF (Algorithm 1) and write a resumable checkpoint.
+    Train(cli_export::TrainArgs),
+    /// Export a checkpoint (or seeded random weights) as a model bundle.
+    Export(cli_export::ExportArgs),
+    /// Check model bundles.
+    #[command(subcommand)]
+    Bundle(cli_export::BundleCommand),
 }
 
 #[derive(Args)]
@@ -179,6 +188,9 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Stats { input, json }) => stats_cmd(&input, json),
         Command::Eval(a) => eval_cmd(&a),
         Command::Demo(a) => demo_cmd(&a),
+        Command::Train(a) => cli_export::train(&a),
+        Command::Export(a) => cli_export::export(&a),
+        Command::Bundle(c) => cli_export::bundle(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

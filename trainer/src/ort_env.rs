@@ -36,6 +36,15 @@ pub fn init() -> Result<PathBuf> {
         .map_err(|e| TrainerError::Ort(e.clone()))
 }
 
+/// The process-wide environment that sessions are built in (loads the library first).
+pub fn environment() -> Result<&'static ort::environment::Environment> {
+    init()?;
+    match LOADED.get() {
+        Some(Ok((_, env))) => Ok(env),
+        _ => Err(TrainerError::Ort("ONNX Runtime is not loaded".into())),
+    }
+}
+
 /// Where the library is, without loading it.
 pub fn locate() -> std::result::Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
