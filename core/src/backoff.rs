@@ -16,9 +16,7 @@ pub const RETRIES: u32 = 2;
 
 /// The delay before retry `attempt` (0-based), given `unit` ∈ [0, 1) drawn uniformly.
 pub fn delay_ms(attempt: u32, unit: f64) -> u64 {
-    let step = BASE_MS
-        .saturating_mul(1u64 << attempt.min(32))
-        .min(CAP_MS);
+    let step = BASE_MS.saturating_mul(1u64 << attempt.min(32)).min(CAP_MS);
     step / 2 + ((step - step / 2) as f64 * unit.clamp(0.0, 1.0)) as u64
 }
 

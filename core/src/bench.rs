@@ -195,7 +195,10 @@ pub fn core_gflops() -> Result<f64> {
     let mut m = TypedModel::default();
     let a = m.add_source("a", f32::fact([n, n])).map_err(model_err)?;
     let b = m
-        .add_const("b", Tensor::from_shape(&[n, n], &vec![0.5f32; n * n]).map_err(model_err)?)
+        .add_const(
+            "b",
+            Tensor::from_shape(&[n, n], &vec![0.5f32; n * n]).map_err(model_err)?,
+        )
         .map_err(model_err)?;
     let axes = "mk,kn->mn".parse().map_err(model_err)?;
     let c = m
@@ -210,7 +213,8 @@ pub fn core_gflops() -> Result<f64> {
     let mut best = f64::MAX;
     for _ in 0..30 {
         let t = Instant::now();
-        plan.run(tvec![input.clone().into_tvalue()]).map_err(model_err)?;
+        plan.run(tvec![input.clone().into_tvalue()])
+            .map_err(model_err)?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     Ok(2.0 * (n * n * n) as f64 / best / 1e9)

@@ -22,12 +22,12 @@ use crate::embeddings::EmbeddingCache;
 use crate::error::{Result, SlowFastError};
 use crate::manifest::{Manifest, DEVICE_FILES, MANIFEST_JSON};
 use crate::model::DeviceModel;
-use crate::store::{Batch, EventKind, Store, STORE_FILE};
+use crate::store::{Batch, BundleFiles, EventKind, Store, STORE_FILE};
 use crate::sync::{Conditional, SyncClient};
+use crate::window::{Window, WindowEvent};
 use crate::wire::{
     FeedResponse, UploadRequest, WireEvent, MAX_EVENTS_PER_UPLOAD, MAX_FEED_K, MAX_ID_BYTES,
 };
-use crate::window::{Window, WindowEvent};
 
 /// Exposures retained for recomputing `r̂2` (at least this many; more if the exposure window
 /// is longer).
@@ -436,14 +436,16 @@ impl Engine {
 
     /// Loads the bundle, windows, cache and `r̂2` from the store (see [`SlowFast::open`]).
     fn restore(&mut self) -> Result<()> {
-        match self.store.load_bundle()? {
-            Some((manifest, files)) => match DeviceModel::load_files(&manifest, &files) {
+        if let Some((manifest, files)) = self.store.load_bundle()? {
+            match DeviceModel::load_files(&manifest, &files) {
                 Ok(model) => self.model = Some(Arc::new(model)),
                 Err(e) => tracing::warn!("installed bundle refused ({e}); dropping it"),
-            },
-            None => {}
+            }
         }
-        for e in self.store.recent_events(EventKind::Click, self.clicks.capacity())? {
+        for e in self
+            .store
+            .recent_events(EventKind::Click, self.clicks.capacity())?
+        {
             self.push_window(EventKind::Click, window_event(e));
         }
         for e in self
@@ -487,7 +489,9 @@ impl Engine {
 
     fn record(&mut self, kind: EventKind, item: &str, ts: i64) -> Result<()> {
         let next = match (kind, &self.model, self.cache.get(item)) {
-            (EventKind::Exposure, Some(model), Some(e)) => Some(model.neg_step(&self.neg_memory, e)?),
+            (EventKind::Exposure, Some(model), Some(e)) => {
+                Some(model.neg_step(&self.neg_memory, e)?)
+            }
             _ => None,
         };
         let version = self.version().unwrap_or_default().to_string();
@@ -643,7 +647,8 @@ impl Engine {
             let pending = self.store.pending_count()?;
             let since = now.saturating_sub(self.store.last_upload_ms()?);
             let due = pending >= self.config.sync_max_events
-                || (pending > 0 && since >= self.config.sync_interval_ms as i64);
+                || (pending > 0
+                    && since >= i64::try_from(self.config.sync_interval_ms).unwrap_or(i64::MAX));
             if !due {
                 return Ok(None);
             }
@@ -700,7 +705,7 @@ fn window_event(e: crate::store::Event) -> WindowEvent {
 }
 
 /// Reads `manifest.json` and the device files of a bundle directory.
-fn read_bundle_dir(dir: &Path) -> Result<(Vec<u8>, BTreeMap<String, Vec<u8>>)> {
+fn read_bundle_dir(dir: &Path) -> Result<BundleFiles> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).map_err(|e| SlowFastError::Bundle {
             file: name.to_string(),

@@ -4,9 +4,17 @@
 //! [`wire`] holds the JSON types of the sync protocol, shared with the server in
 //! `slowfast-trainer` so that both sides use one definition.
 
+pub mod backoff;
+pub mod bench;
+pub mod embeddings;
+mod engine;
 pub mod error;
 pub mod manifest;
 pub mod model;
+pub mod store;
+pub mod sync;
+pub mod window;
 pub mod wire;
 
+pub use engine::{Config, Scored, SlowFast, SyncReport, NEG_LOG_LEN};
 pub use error::{Result, SlowFastError};

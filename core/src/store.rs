@@ -57,6 +57,9 @@ CREATE INDEX IF NOT EXISTS embeddings_tick ON embeddings(tick);
 CREATE TABLE IF NOT EXISTS bundle(file TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 ";
 
+/// A bundle's `manifest.json` bytes and its other files by name.
+pub type BundleFiles = (Vec<u8>, BTreeMap<String, Vec<u8>>);
+
 /// Click or exposure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -308,10 +311,9 @@ impl Store {
         capacity: usize,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let tick: i64 =
-            tx.query_row("SELECT coalesce(max(tick), 0) FROM embeddings", [], |r| {
-                r.get(0)
-            })?;
+        let tick: i64 = tx.query_row("SELECT coalesce(max(tick), 0) FROM embeddings", [], |r| {
+            r.get(0)
+        })?;
         {
             let mut put = tx.prepare_cached(
                 "INSERT OR REPLACE INTO embeddings(item, vec, tick) VALUES (?1, ?2, ?3)",
@@ -389,7 +391,7 @@ impl Store {
     }
 
     /// The installed bundle: `manifest.json` and the other files by name.
-    pub fn load_bundle(&self) -> Result<Option<(Vec<u8>, BTreeMap<String, Vec<u8>>)>> {
+    pub fn load_bundle(&self) -> Result<Option<BundleFiles>> {
         let mut stmt = self.conn.prepare("SELECT file, bytes FROM bundle")?;
         let mut rows = stmt.query([])?;
         let mut files = BTreeMap::new();
@@ -417,7 +419,9 @@ impl Store {
     pub fn bind_user(&mut self, user: &str) -> Result<()> {
         let owner: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'user'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'user'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         match owner {
             None => set_meta(&self.conn, "user", user),
@@ -485,7 +489,7 @@ pub(crate) fn encode_f32s(values: &[f32]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_f32s(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(
@@ -549,7 +553,8 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(&dir);
-        s.set_meta_i64("schema_version", SCHEMA_VERSION + 1).unwrap();
+        s.set_meta_i64("schema_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(s);
         let err = Store::open(&dir.path().join(STORE_FILE)).err().unwrap();
         assert!(matches!(err, SlowFastError::StoreCorrupt(_)), "{err}");

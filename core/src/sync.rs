@@ -17,7 +17,10 @@ pub enum Conditional {
     /// `304 Not Modified`.
     NotModified,
     /// `200` with the body and its `ETag`, if the server sent one.
-    Fetched { bytes: Vec<u8>, etag: Option<String> },
+    Fetched {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
 }
 
 /// A client of one sync server for one user (the bearer token names the user).

@@ -3,7 +3,7 @@
 //! GETs), with knobs to fail uploads.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use slowfast_core::manifest::{Manifest, DEVICE_FILES, MANIFEST_JSON};
+use slowfast_core::store::BundleFiles;
 use slowfast_core::wire::{ErrorBody, FeedItem, FeedResponse, UploadRequest, UploadResponse};
 
 /// The fixture bundle (random weights, d = 32, windows 50/50).
@@ -32,7 +33,11 @@ pub fn bundle_as_version(dir: &Path, version: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let mut m = fixture_manifest();
     m.model_version = version.to_string();
-    std::fs::write(dir.join(MANIFEST_JSON), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    std::fs::write(
+        dir.join(MANIFEST_JSON),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
     for f in DEVICE_FILES {
         std::fs::copy(bundle_dir().join(f), dir.join(f)).unwrap();
     }
@@ -41,7 +46,9 @@ pub fn bundle_as_version(dir: &Path, version: &str) -> PathBuf {
 
 /// A deterministic pseudo-random vector in [-1, 1).
 pub fn vector(seed: u64, d: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..d)
         .map(|_| {
             x ^= x << 13;
@@ -60,7 +67,9 @@ pub fn feed(version: &str, items: &[&str], d: usize) -> FeedResponse {
             .iter()
             .enumerate()
             .map(|(i, it)| {
-                let h = it.bytes().fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
+                let h = it
+                    .bytes()
+                    .fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
                 FeedItem {
                     item: it.to_string(),
                     embedding: vector(h, d),
@@ -87,7 +96,7 @@ pub struct ServerState {
     pub lose_answers: usize,
     pub feed: Option<FeedResponse>,
     /// `manifest.json` bytes and the device files, served under an ETag of the version.
-    pub bundle: Option<(Vec<u8>, BTreeMap<String, Vec<u8>>)>,
+    pub bundle: Option<BundleFiles>,
     pub token: String,
 }
 
@@ -113,7 +122,7 @@ impl Drop for TestServer {
 }
 
 /// Loads a bundle directory into what the server serves.
-pub fn serve_bundle(dir: &Path) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+pub fn serve_bundle(dir: &Path) -> BundleFiles {
     let manifest = std::fs::read(dir.join(MANIFEST_JSON)).unwrap();
     let files = DEVICE_FILES
         .iter()
@@ -195,7 +204,11 @@ async fn upload(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     st.received.push(req.clone());
     if st.fail_uploads > 0 {
         st.fail_uploads -= 1;
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "planned failure");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "planned failure",
+        );
     }
     if let Some(first) = st.answers.get(&req.idempotency_key) {
         let mut again = first.clone();
@@ -207,7 +220,8 @@ async fn upload(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         accepted_exposures: req.exposures.len() as u32,
         duplicate: false,
     };
-    st.answers.insert(req.idempotency_key.clone(), answer.clone());
+    st.answers
+        .insert(req.idempotency_key.clone(), answer.clone());
     st.stored.push(req);
     if st.lose_answers > 0 {
         st.lose_answers -= 1;
