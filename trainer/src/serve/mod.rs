@@ -31,6 +31,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod bundle;
 pub mod limits;
 pub mod openapi;

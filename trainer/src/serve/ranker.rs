@@ -76,7 +76,11 @@ impl SlowRanker {
     pub async fn rank(self: &std::sync::Arc<Self>, input: SlowInput<'_>) -> Result<SlowOutput> {
         let d = self.dim;
         let rows = input.history.len() / d;
-        if rows > self.window || input.neg_memory.len() != d || input.e_i.len() % d != 0 {
+        if rows > self.window
+            || input.neg_memory.len() != d
+            || !input.e_i.len().is_multiple_of(d)
+            || !input.history.len().is_multiple_of(d)
+        {
             return Err(TrainerError::InvalidArgument(format!(
                 "slow model inputs do not fit W_s = {}, d = {d}",
                 self.window
