@@ -5,6 +5,7 @@
 //! the evaluation harness ranks with.
 
 pub mod baselines;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use slowfast_trainer::baselines::{self, ZooConfig};
+use slowfast_trainer::bench;
 use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
-use slowfast_trainer::eval::{chart, runner};
+use slowfast_trainer::eval::{chart, curves, runner};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{self, SynthConfig};
 use slowfast_trainer::{Result, TrainerError};
@@ -51,6 +52,8 @@ enum Command {
     /// Check model bundles.
     #[command(subcommand)]
     Bundle(cli_export::BundleCommand),
+    /// Benchmarks (DESIGN.md §10): one JSON object of figures per target.
+    Bench(BenchArgs),
 }
 
 /// Where the server's signing secret comes from: `--secret`, else `SLOWFAST_SECRET`, else
@@ -98,6 +101,26 @@ struct TokenArgs {
     ttl: i64,
     #[command(flatten)]
     secret: SecretArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(value_enum)]
+    target: BenchTarget,
+    /// The event log to train on; the synthetic default when left out.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Print the figures as one JSON object (else pretty-printed JSON with a heading).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchTarget {
+    /// Training samples/s of the slow and fast components, seconds per epoch, peak memory.
+    Trainer,
 }
 
 #[derive(Args)]
@@ -244,6 +267,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cli_export::train(&a),
         Command::Export(a) => cli_export::export(&a),
         Command::Bundle(c) => cli_export::bundle(&c),
+        Command::Bench(a) => bench_cmd(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -342,12 +366,16 @@ fn evaluate_and_report(
         ));
     }
     let seeds: Vec<u64> = (1..=seeds).collect();
-    let mut results = runner::run(data, models, &seeds, zoo)?;
+    let (mut results, training) = runner::run_with_curves(data, models, &seeds, zoo)?;
     results.command = command;
     results.write(out)?;
     chart::write_svg(&results, &out.join("results.svg"))?;
+    curves::write(&training, out)?;
     println!("{}", results.markdown());
-    println!("wrote {}/results.{{json,md,svg}}", out.display());
+    println!(
+        "wrote {}/results.{{json,md,svg}} and curves.{{json,svg}}",
+        out.display()
+    );
     Ok(())
 }
 
@@ -393,5 +421,34 @@ fn token_cmd(a: &TokenArgs) -> Result<()> {
     }
     let expiry = slowfast_trainer::serve::auth::unix_now().saturating_add(a.ttl);
     println!("{}", a.secret.resolve()?.mint(&a.user, expiry)?);
+fn bench_cmd(a: &BenchArgs) -> Result<()> {
+    let data = match &a.data {
+        Some(path) => Input {
+            data: path.clone(),
+            format: a.format,
+            lenient: false,
+        }
+        .load()?,
+        None => {
+            let log = synth::generate(&SynthConfig::default())?;
+            Dataset::from_log("synthetic", log)?
+        }
+    };
+    let figures = match a.target {
+        BenchTarget::Trainer => {
+            let d = ZooConfig::default();
+            let figures = bench::trainer::run(&data.name, &data.split, d.model, d.train)?;
+            serde_json::to_value(figures)
+        }
+    }
+    .map_err(|source| TrainerError::Json {
+        what: "benchmark figures".into(),
+        source,
+    })?;
+    if a.json {
+        println!("{figures}");
+    } else {
+        println!("bench ({})\n{figures:#}", data.name);
+    }
     Ok(())
 }

@@ -3,11 +3,24 @@
 //! `Random` and `Pop` check the harness itself: Random must land at HR@10 ≈ 0.10 with 99
 //! negatives, and Pop must beat it on any data with a popularity skew.
 
+mod caser;
+pub mod din_plus;
+mod fm;
+mod gru4rec;
+pub mod learned;
+mod neumf;
 mod pop;
 mod random;
+mod sasrec;
 
+pub use caser::Caser;
+pub use fm::Fm;
+pub use gru4rec::Gru4Rec;
+pub use learned::{Arch, Learned};
+pub use neumf::NeuMf;
 pub use pop::Pop;
 pub use random::RandomScorer;
+pub use sasrec::SasRec;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +28,7 @@ use std::sync::Arc;
 use crate::data::split::Split;
 use crate::error::{Result, TrainerError};
 use crate::eval::protocol::{Scorer, View};
-use crate::models::slowfast::{SlowFast, SlowFastScorer, Variant};
+use crate::models::slowfast::{SlowFast, SlowFastScorer, TrainLog, Variant};
 use crate::models::train::TrainConfig;
 use crate::models::ModelConfig;
 
@@ -37,8 +50,8 @@ pub const ALL_MODELS: [&str; 14] = [
     "MC2-SF+",
 ];
 
-/// The models implemented so far.
-pub const AVAILABLE: [&str; 6] = ["Random", "Pop", "DIN", "DIN w/ F2S", "MC2-SF", "MC2-SF+"];
+/// The models implemented so far (all of them).
+pub const AVAILABLE: [&str; 14] = ALL_MODELS;
 
 /// How the learned models are trained.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +79,9 @@ pub struct Zoo<'a> {
     seed: u64,
     config: ZooConfig,
     trained: HashMap<Variant, Arc<SlowFast>>,
+    learned: HashMap<Arch, Arc<Learned>>,
+    /// The training curves of every model trained so far, by model name.
+    pub logs: Vec<(String, TrainLog)>,
 }
 
 impl<'a> Zoo<'a> {
@@ -75,6 +91,8 @@ impl<'a> Zoo<'a> {
             seed,
             config,
             trained: HashMap::new(),
+            learned: HashMap::new(),
+            logs: Vec::new(),
         }
     }
 
@@ -93,6 +111,14 @@ impl<'a> Zoo<'a> {
             "DIN w/ F2S" => slowfast(self, Variant::Mc2sf, View::Slow),
             "MC2-SF" => slowfast(self, Variant::Mc2sf, View::RealTime),
             "MC2-SF+" => slowfast(self, Variant::Mc2sfPlus, View::RealTime),
+            "FM" => Ok(Box::new(self.learned(Arch::Fm)?)),
+            "NeuMF" => Ok(Box::new(self.learned(Arch::NeuMf)?)),
+            "GRU4Rec" => Ok(Box::new(self.learned(Arch::Gru4Rec)?)),
+            "Caser" => Ok(Box::new(self.learned(Arch::Caser)?)),
+            "SASRec" => Ok(Box::new(self.learned(Arch::SasRec)?)),
+            "DIN+FM" => self.din_plus(Arch::Fm),
+            "DIN+NeuMF" => self.din_plus(Arch::NeuMf),
+            "DIN+GRU4Rec" => self.din_plus(Arch::Gru4Rec),
             other if ALL_MODELS.contains(&other) => Err(TrainerError::InvalidArgument(format!(
                 "model {other:?} is not implemented yet; available: {}",
                 AVAILABLE.join(", ")
@@ -114,10 +140,40 @@ impl<'a> Zoo<'a> {
             seed: self.seed,
             ..c.train
         };
-        model.train(self.split, &train, c.rounds)?;
+        let log = model.train(self.split, &train, c.rounds)?;
+        let name = match variant {
+            Variant::Din => "DIN",
+            Variant::Mc2sf => "MC2-SF",
+            Variant::Mc2sfPlus => "MC2-SF+",
+        };
+        self.logs.push((name.to_owned(), log));
         let model = Arc::new(model);
         self.trained.insert(variant, model.clone());
         Ok(model)
+    }
+}
+
+impl Zoo<'_> {
+    /// The learned baseline `arch`, trained once per seed.
+    fn learned(&mut self, arch: Arch) -> Result<Arc<Learned>> {
+        if let Some(m) = self.learned.get(&arch) {
+            return Ok(m.clone());
+        }
+        let model = Learned::train(self.split, arch, &self.config, self.seed)?;
+        self.logs.push((arch.name().to_owned(), model.log.clone()));
+        let model = Arc::new(model);
+        self.learned.insert(arch, model.clone());
+        Ok(model)
+    }
+
+    /// `DIN+X` (paper §5.1.3): the trained `X` tuned with DIN's scores as a feature.
+    fn din_plus(&mut self, arch: Arch) -> Result<Box<dyn Scorer>> {
+        let din = self.slowfast(Variant::Din)?;
+        let fast = self.learned(arch)?;
+        let model = din_plus::train(self.split, din, &fast, arch, &self.config, self.seed)?;
+        self.logs
+            .push((format!("DIN+{}", arch.name()), model.log.clone()));
+        Ok(Box::new(model))
     }
 }
 

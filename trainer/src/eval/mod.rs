@@ -2,6 +2,7 @@
 //! and the reports.
 
 pub mod chart;
+pub mod curves;
 pub mod metrics;
 pub mod paper;
 pub mod protocol;

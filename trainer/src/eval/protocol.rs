@@ -41,6 +41,17 @@ pub trait Scorer: Send + Sync {
     fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>>;
 }
 
+/// A shared model scores as itself (the zoo hands out cached models this way).
+impl<S: Scorer + ?Sized> Scorer for std::sync::Arc<S> {
+    fn view(&self) -> View {
+        (**self).view()
+    }
+
+    fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
+        (**self).score(queries)
+    }
+}
+
 /// The query a model with `view` gets for a case: the slow phase always, the real-time
 /// prefix only for on-device models.
 pub fn query<'a>(split: &'a Split, case: &'a Case, view: View) -> Query<'a> {

@@ -6,6 +6,7 @@
 use indexmap::IndexMap;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::curves::{curves, Curve};
 use super::metrics::METRICS;
 use super::protocol::evaluate;
 use super::report::{Protocol, Results};
@@ -16,10 +17,21 @@ use crate::error::Result;
 
 /// Evaluates `models` on `data` for each seed.
 pub fn run(data: &Dataset, models: &[String], seeds: &[u64], config: ZooConfig) -> Result<Results> {
+    Ok(run_with_curves(data, models, seeds, config)?.0)
+}
+
+/// [`run`], also returning the training curves of every model and seed.
+pub fn run_with_curves(
+    data: &Dataset,
+    models: &[String],
+    seeds: &[u64],
+    config: ZooConfig,
+) -> Result<(Results, Vec<Curve>)> {
     let split = &data.split;
     let mut per_model: IndexMap<String, Vec<[f64; METRICS.len()]>> =
         models.iter().map(|m| (m.clone(), Vec::new())).collect();
     let mut cases_per_seed = 0;
+    let mut all_curves = Vec::new();
     let bar = ProgressBar::new((models.len() * seeds.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} eval [{bar:30}] {pos}/{len} {msg} ({eta})")
@@ -36,9 +48,10 @@ pub fn run(data: &Dataset, models: &[String], seeds: &[u64], config: ZooConfig) 
             rows.push(sums.means());
             bar.inc(1);
         }
+        all_curves.extend(curves(seed, &zoo.logs));
     }
     bar.finish_and_clear();
-    Ok(Results {
+    let results = Results {
         dataset: data.name.clone(),
         protocol: protocol(data, cases_per_seed),
         seeds: seeds.to_vec(),
@@ -47,7 +60,8 @@ pub fn run(data: &Dataset, models: &[String], seeds: &[u64], config: ZooConfig) 
             .map(|(name, rows)| (name, Results::model_entry(&rows)))
             .collect(),
         command: String::new(),
-    })
+    };
+    Ok((results, all_curves))
 }
 
 /// The protocol description written with the results.

@@ -107,6 +107,17 @@ pub struct Needs {
     pub realtime: bool,
 }
 
+impl Needs {
+    /// The windows either of two models reads (a model that consumes another's output).
+    pub fn union(self, other: Needs) -> Needs {
+        Needs {
+            slow_history: self.slow_history || other.slow_history,
+            neg_memory: self.neg_memory || other.neg_memory,
+            realtime: self.realtime || other.realtime,
+        }
+    }
+}
+
 /// One scored pair: a moment (index into the batch's moments), a candidate and its label.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Row {

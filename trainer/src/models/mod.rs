@@ -70,6 +70,22 @@ impl Shared {
     }
 }
 
+/// The variables of `varmap` whose names start with one of `prefixes` (all of them for an
+/// empty list), in name order: what an optimiser steps and a checkpoint saves.
+pub fn named_vars(
+    varmap: &candle_nn::VarMap,
+    prefixes: &[&str],
+) -> Vec<(String, candle_core::Var)> {
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    let mut named: Vec<(String, candle_core::Var)> = data
+        .iter()
+        .filter(|(n, _)| prefixes.is_empty() || prefixes.iter().any(|p| n.starts_with(p)))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
 /// A model the training loop can fit: it names its windows and scores rows.
 pub trait Net {
     fn needs(&self) -> Needs;
@@ -80,7 +96,7 @@ pub trait Net {
 /// Re-initialises every variable of `varmap` from a seeded RNG so that training is
 /// reproducible (candle's CPU initialisers draw from an unseeded RNG). The distributions are
 /// PyTorch's defaults: `U(±1/√fan_in)` for linear and GRU weights and biases, `N(0, 0.1²)` for
-/// embedding tables.
+/// embedding tables, gain 1 and shift 0 for layer norms.
 pub fn seed_init(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
     use rand::{Rng, SeedableRng};
     let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
@@ -91,7 +107,9 @@ pub fn seed_init(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
         let var = &data[name];
         let dims = var.dims().to_vec();
         let n = var.elem_count();
-        let values: Vec<f32> = if name.ends_with("item_emb") || name.ends_with("_emb") {
+        let values: Vec<f32> = if let Some(one) = layer_norm_value(name) {
+            vec![one; n]
+        } else if name.ends_with("item_emb") || name.ends_with("_emb") {
             let normal = rand_distr::Normal::new(0.0f32, 0.1)
                 .map_err(|e| crate::TrainerError::InvalidArgument(e.to_string()))?;
             (0..n).map(|_| rng.sample(normal)).collect()
@@ -103,6 +121,20 @@ pub fn seed_init(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
         var.set(&Tensor::from_vec(values, dims, var.device())?)?;
     }
     Ok(())
+}
+
+/// Layer norms (a path segment `ln*`) start as the identity: gain 1, shift 0.
+fn layer_norm_value(name: &str) -> Option<f32> {
+    let mut parts = name.rsplit('.');
+    let leaf = parts.next()?;
+    if !parts.next()?.starts_with("ln") {
+        return None;
+    }
+    match leaf {
+        "weight" => Some(1.0),
+        "bias" => Some(0.0),
+        _ => None,
+    }
 }
 
 /// The fan-in of a weight (its input size) or of a bias (its layer's input size).

@@ -14,10 +14,10 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::fast::FastNet;
-use super::features::{positives, Batch, Moment, Needs, Phase, Positives, Row};
+use super::features::{positives, Batch, Needs, Phase, Positives};
 use super::slow::SlowNet;
-use super::train::{fit, EpochLog, TrainConfig};
-use super::{device, seed_init, ModelConfig, Net, Shared};
+use super::train::{fit, score_queries, EpochLog, TrainConfig};
+use super::{device, named_vars, seed_init, ModelConfig, Net, Shared};
 use crate::data::split::Split;
 use crate::error::Result;
 use crate::eval::protocol::{Query, Scorer, View};
@@ -152,14 +152,7 @@ impl SlowFast {
 
     /// The variables whose names start with one of `prefixes`, in name order.
     fn vars(&self, prefixes: &[&str]) -> Vec<(String, Var)> {
-        let data = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        let mut named: Vec<(String, Var)> = data
-            .iter()
-            .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named
+        named_vars(&self.varmap, prefixes)
     }
 
     /// The slow component's priors `(r_t, r_n)` for each row, detached (eq. 1 and 5).
@@ -214,30 +207,11 @@ impl Scorer for SlowFastScorer {
     }
 
     fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
-        let moments: Vec<Moment<'_>> = queries.iter().map(Moment::from).collect();
-        let rows: Vec<Row> = queries
-            .iter()
-            .enumerate()
-            .flat_map(|(m, q)| {
-                q.candidates.iter().map(move |&item| Row {
-                    moment: m,
-                    item,
-                    label: 0.0,
-                })
-            })
-            .collect();
         let net: &dyn Net = match self.view {
             View::Slow => &SlowPart(&self.model),
             View::RealTime => &FastPart(&self.model),
         };
         let device = self.model.shared.item_emb.device();
-        let batch = Batch::new(
-            &moments,
-            &rows,
-            net.needs(),
-            self.model.config.windows,
-            device,
-        )?;
-        Ok(net.logits(&batch)?.flatten_all()?.to_vec1()?)
+        score_queries(net, self.model.config.windows, device, queries)
     }
 }

@@ -17,6 +17,7 @@ use super::optim::{Adam, AdamConfig};
 use super::Net;
 use crate::error::Result;
 use crate::eval::metrics::{pessimistic_rank, Metric};
+use crate::eval::protocol::Query;
 
 /// How a component is trained.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,6 +58,9 @@ pub struct EpochLog {
     pub loss: f64,
     pub valid_ndcg10: f64,
     pub samples_per_s: f64,
+    /// Seconds spent on the epoch's training steps (validation excluded).
+    #[serde(default)]
+    pub train_s: f64,
 }
 
 /// Fits `net`'s variables `vars` on `train`, keeping the weights of the best validation epoch.
@@ -118,13 +122,15 @@ pub fn fit(
             bar.inc(1);
         }
         let samples = (order.len() * (1 + cfg.negatives)) as f64;
-        let samples_per_s = samples / started.elapsed().as_secs_f64().max(1e-9);
+        let train_s = started.elapsed().as_secs_f64();
+        let samples_per_s = samples / train_s.max(1e-9);
         let ndcg = valid.ndcg10(net, windows, &device)?;
         let log = EpochLog {
             epoch,
             loss: loss_sum / batches.max(1) as f64,
             valid_ndcg10: ndcg,
             samples_per_s,
+            train_s,
         };
         tracing::debug!(label, ?log, "epoch");
         bar.set_message(format!(
@@ -145,6 +151,30 @@ pub fn fit(
     bar.finish_and_clear();
     restore(vars, &best.1)?;
     Ok(logs)
+}
+
+/// Scores every candidate of `queries` with `net` in one batch: the rows of the evaluation
+/// harness's [`crate::eval::protocol::Scorer::score`], one logit per candidate in query order.
+pub fn score_queries(
+    net: &dyn Net,
+    windows: Windows,
+    device: &Device,
+    queries: &[Query<'_>],
+) -> Result<Vec<f32>> {
+    let moments: Vec<Moment<'_>> = queries.iter().map(Moment::from).collect();
+    let rows: Vec<Row> = queries
+        .iter()
+        .enumerate()
+        .flat_map(|(m, q)| {
+            q.candidates.iter().map(move |&item| Row {
+                moment: m,
+                item,
+                label: 0.0,
+            })
+        })
+        .collect();
+    let batch = Batch::new(&moments, &rows, net.needs(), windows, device)?;
+    Ok(net.logits(&batch)?.flatten_all()?.to_vec1()?)
 }
 
 fn progress(len: usize, label: &str) -> ProgressBar {

@@ -1,0 +1,195 @@
+//! The learned baselines of paper §5.1.3 as one trainable, scoreable type: which data each
+//! trains on, which history it may see at test time, and the shared training loop.
+//!
+//! Fast-side baselines (FM, NeuMF, GRU4Rec) run on the device: they train on every
+//! training-phase click with its real-time windows (slow and fast phases; the fast phase's
+//! last click of each user is held out for early stopping) and see every event before the
+//! target at test time. Slow-side baselines (Caser, SASRec) train on the slow-phase clicks
+//! like DIN and see the slow phase only.
+
+use candle_core::DType;
+use candle_nn::{VarBuilder, VarMap};
+
+use super::caser::Caser;
+use super::fm::Fm;
+use super::gru4rec::Gru4Rec;
+use super::neumf::NeuMf;
+use super::sasrec::SasRec;
+use super::ZooConfig;
+use crate::data::split::Split;
+use crate::error::Result;
+use crate::eval::protocol::{Query, Scorer, View};
+use crate::models::features::{positives, Phase, Positives, Windows};
+use crate::models::slowfast::TrainLog;
+use crate::models::train::{fit, score_queries, TrainConfig};
+use crate::models::{device, named_vars, seed_init, ModelConfig, Net};
+
+/// The table sizes a baseline needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub users: usize,
+    pub items: usize,
+    pub model: ModelConfig,
+}
+
+/// A learned baseline's architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    Fm,
+    NeuMf,
+    Gru4Rec,
+    Caser,
+    SasRec,
+}
+
+impl Arch {
+    /// The results.json name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Fm => "FM",
+            Arch::NeuMf => "NeuMF",
+            Arch::Gru4Rec => "GRU4Rec",
+            Arch::Caser => "Caser",
+            Arch::SasRec => "SASRec",
+        }
+    }
+
+    /// The prefix of the architecture's parameters.
+    fn prefix(self) -> &'static str {
+        match self {
+            Arch::Fm => "fm",
+            Arch::NeuMf => "neumf",
+            Arch::Gru4Rec => "gru4rec",
+            Arch::Caser => "caser",
+            Arch::SasRec => "sasrec",
+        }
+    }
+
+    /// The history the model may see at test time.
+    pub fn view(self) -> View {
+        match self {
+            Arch::Fm | Arch::NeuMf | Arch::Gru4Rec => View::RealTime,
+            Arch::Caser | Arch::SasRec => View::Slow,
+        }
+    }
+
+    /// A freshly built network with its parameters under `vb` (at the architecture's prefix).
+    pub fn build(self, vb: VarBuilder, s: Sizes) -> Result<Box<dyn Net + Send + Sync>> {
+        let vb = vb.pp(self.prefix());
+        Ok(match self {
+            Arch::Fm => Box::new(Fm::new(vb, s)?),
+            Arch::NeuMf => Box::new(NeuMf::new(vb, s)?),
+            Arch::Gru4Rec => Box::new(Gru4Rec::new(vb, s)?),
+            Arch::Caser => Box::new(Caser::new(vb, s)?),
+            Arch::SasRec => Box::new(SasRec::new(vb, s)?),
+        })
+    }
+
+    /// The training positives: slow-phase clicks for slow models, every training-phase click
+    /// with real-time windows for fast ones.
+    pub fn positives(self, split: &Split) -> Positives<'_> {
+        match self.view() {
+            View::Slow => positives(split, Phase::Slow),
+            View::RealTime => realtime_positives(split),
+        }
+    }
+}
+
+/// Every training-phase click seen in real time; the fast phase's held-out click of each user
+/// validates (the slow phase's joins training). Never a test-phase event.
+pub fn realtime_positives(split: &Split) -> Positives<'_> {
+    let slow = positives(split, Phase::SlowRealTime);
+    let fast = positives(split, Phase::Fast);
+    let mut train = slow.train;
+    train.extend(slow.valid);
+    train.extend(fast.train);
+    Positives {
+        train,
+        valid: fast.valid,
+    }
+}
+
+/// A trained baseline: its parameters, its network, and its training curves.
+pub struct Learned {
+    pub varmap: VarMap,
+    pub net: Box<dyn Net + Send + Sync>,
+    pub view: View,
+    pub windows: Windows,
+    pub log: TrainLog,
+}
+
+impl Learned {
+    /// An untrained model whose variables are seeded; `build` adds the network.
+    pub fn init(
+        split: &Split,
+        config: &ZooConfig,
+        seed: u64,
+        view: View,
+        build: impl FnOnce(VarBuilder, Sizes) -> Result<Box<dyn Net + Send + Sync>>,
+    ) -> Result<Learned> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device()?);
+        let sizes = Sizes {
+            users: split.num_users,
+            items: split.num_items,
+            model: config.model,
+        };
+        let net = build(vb, sizes)?;
+        seed_init(&varmap, seed)?;
+        Ok(Learned {
+            varmap,
+            net,
+            view,
+            windows: config.model.windows,
+            log: TrainLog::default(),
+        })
+    }
+
+    /// `arch` trained on its positives of `split` with the seed.
+    pub fn train(split: &Split, arch: Arch, config: &ZooConfig, seed: u64) -> Result<Learned> {
+        let mut model = Learned::init(split, config, seed, arch.view(), |vb, s| arch.build(vb, s))?;
+        model.fit(
+            split,
+            &arch.positives(split),
+            &config.train,
+            seed,
+            arch.name(),
+        )?;
+        Ok(model)
+    }
+
+    /// Fits every variable on `data` and appends the curve to the log.
+    pub fn fit(
+        &mut self,
+        split: &Split,
+        data: &Positives<'_>,
+        train: &TrainConfig,
+        seed: u64,
+        label: &str,
+    ) -> Result<()> {
+        let cfg = TrainConfig { seed, ..*train };
+        let vars = named_vars(&self.varmap, &[]);
+        let curve = fit(
+            &*self.net,
+            &vars,
+            data,
+            split.num_items,
+            self.windows,
+            &cfg,
+            label,
+        )?;
+        self.log.fits.push((label.to_owned(), curve));
+        Ok(())
+    }
+}
+
+impl Scorer for Learned {
+    fn view(&self) -> View {
+        self.view
+    }
+
+    fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
+        let device = device()?;
+        score_queries(&*self.net, self.windows, &device, queries)
+    }
+}

@@ -1,0 +1,156 @@
+//! Training curves: each fit's training loss and validation NDCG@10 per epoch, as an SVG with
+//! two panels (plotters' SVG backend) and as JSON.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainerError};
+use crate::models::slowfast::TrainLog;
+use crate::models::train::EpochLog;
+
+/// One fit's curve: `"<model> seed <s>: <fit>"` and its epochs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    pub label: String,
+    pub epochs: Vec<EpochLog>,
+}
+
+/// Flattens per-model training logs of one seed into labelled curves.
+pub fn curves(seed: u64, logs: &[(String, TrainLog)]) -> Vec<Curve> {
+    logs.iter()
+        .flat_map(|(model, log)| {
+            log.fits.iter().map(move |(fit, epochs)| Curve {
+                label: if fit == model {
+                    format!("{model} seed {seed}")
+                } else {
+                    format!("{model} seed {seed}: {fit}")
+                },
+                epochs: epochs.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Writes `curves.json` and `curves.svg` into `dir`.
+pub fn write(curves: &[Curve], dir: &Path) -> Result<()> {
+    let json = serde_json::to_string_pretty(curves).map_err(|source| TrainerError::Json {
+        what: "training curves".into(),
+        source,
+    })?;
+    let path = dir.join("curves.json");
+    std::fs::write(&path, json + "\n").map_err(|e| TrainerError::io(&path, e))?;
+    let path = dir.join("curves.svg");
+    draw(curves, &path).map_err(|e| TrainerError::Chart {
+        path: path.clone(),
+        reason: e.to_string(),
+    })
+}
+
+type Panel<'a> = (&'a str, fn(&EpochLog) -> f64);
+
+fn draw(curves: &[Curve], path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let height = 420 + 16 * curves.len() as u32;
+    let root = SVGBackend::new(path, (1400, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels: [Panel<'_>; 2] = [
+        ("training loss (BCE)", |e| e.loss),
+        ("validation NDCG@10", |e| e.valid_ndcg10),
+    ];
+    let areas = root.split_evenly((1, 2));
+    for (area, (title, value)) in areas.iter().zip(panels) {
+        let epochs = curves
+            .iter()
+            .map(|c| c.epochs.len())
+            .max()
+            .unwrap_or(1)
+            .max(2);
+        let top = curves
+            .iter()
+            .flat_map(|c| c.epochs.iter().map(value))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max)
+            .max(1e-3)
+            * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(1f64..epochs as f64, 0f64..top)?;
+        chart.configure_mesh().x_desc("epoch").draw()?;
+        for (k, c) in curves.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let points: Vec<(f64, f64)> = c
+                .epochs
+                .iter()
+                .map(|e| (e.epoch as f64, value(e)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                .label(c.label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_are_labelled_by_model_seed_and_fit_and_written() {
+        let epoch = |epoch, loss| EpochLog {
+            epoch,
+            loss,
+            valid_ndcg10: 0.1 * epoch as f64,
+            samples_per_s: 1.0,
+            train_s: 1.0,
+        };
+        let logs = vec![
+            (
+                "MC2-SF".to_owned(),
+                TrainLog {
+                    fits: vec![
+                        ("slow round 1".into(), vec![epoch(1, 0.7), epoch(2, 0.5)]),
+                        ("fast round 1".into(), vec![epoch(1, 0.6)]),
+                    ],
+                },
+            ),
+            (
+                "FM".to_owned(),
+                TrainLog {
+                    fits: vec![("FM".into(), vec![epoch(1, 0.69)])],
+                },
+            ),
+        ];
+        let c = curves(2, &logs);
+        let labels: Vec<&str> = c.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "MC2-SF seed 2: slow round 1",
+                "MC2-SF seed 2: fast round 1",
+                "FM seed 2"
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        write(&c, dir.path()).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("curves.svg")).unwrap();
+        assert!(svg.contains("validation NDCG@10") && svg.contains("FM seed 2"));
+        let back: Vec<Curve> =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("curves.json")).unwrap())
+                .unwrap();
+        assert_eq!(back, c);
+    }
+}
