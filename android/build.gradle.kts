@@ -1,4 +1,4 @@
-// The slowfast Android library: the generated Kotlin bindings (dev.slowfast.ffi, written into
+// The slowfast Android library: the generated Kotlin bindings (package dev.slowfast, written into
 // build/generated/uniffi by `generateBindings`), the idiomatic layer (src/main/kotlin,
 // package dev.slowfast) and the Rust library per ABI in src/main/jniLibs/<abi>/ (see README.md).
 plugins {

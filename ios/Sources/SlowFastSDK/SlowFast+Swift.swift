@@ -1,11 +1,8 @@
 // The Swift-facing layer over the generated bindings (SlowFastSDK.swift): Foundation types
-// (URL, Date) and argument labels in Swift style. Records (`Config`, `FeedResponse`,
-// `FeedItem`, `Scored`, `SyncReport`) are already value types (structs with `let` fields) and
+// (URL, Date) and argument labels in Swift style. Records (`Config`, `Feed`, `FeedItem`,
+// `ScoredItem`, `SyncReport`) are already value types (structs with `let` fields) and
 // every fallible call `throws` a `SlowFastError`.
 import Foundation
-
-/// The server's candidates with the slow model's priors `e_i`, `r_t`, `r_n` (eq. 7).
-public typealias Feed = FeedResponse
 
 public extension Config {
     /// The runtime's defaults for a store in `dataDirectory`, a sync `server`, and `user`,
@@ -34,7 +31,7 @@ public extension SlowFast {
     }
 
     /// Scores the whole feed in one call into the SDK; best first.
-    func rerank(_ feed: Feed) throws -> [Scored] {
+    func rerank(_ feed: Feed) throws -> [ScoredItem] {
         try rerank(feed: feed)
     }
 

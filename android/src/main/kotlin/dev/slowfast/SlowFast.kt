@@ -1,31 +1,7 @@
 package dev.slowfast
 
-import dev.slowfast.ffi.defaultConfig
 import java.io.File
 import java.util.concurrent.atomic.AtomicBoolean
-import dev.slowfast.ffi.SlowFast as Engine
-
-/** How to open an engine; start from [SlowFast.config] and change fields with `copy(...)`. */
-typealias Config = dev.slowfast.ffi.Config
-
-/** The server's candidates for this user with the slow model's priors `e_i`, `r_t`, `r_n` (eq. 7). */
-typealias Feed = dev.slowfast.ffi.FeedResponse
-
-/** One candidate of a [Feed]. */
-typealias FeedItem = dev.slowfast.ffi.FeedItem
-
-/** One re-ranked candidate: the fast model's logit `score` (eq. 8) and the feed's `slowScore`. */
-typealias ScoredItem = dev.slowfast.ffi.Scored
-
-/** What one [SlowFast.syncNow] did. */
-typealias SyncReport = dev.slowfast.ffi.SyncReport
-
-/**
- * Why a call failed: a sealed hierarchy with one subclass per failure (`InvalidArgument`,
- * `Bundle`, `Model`, `Io`, `Json`, `Store`, `StoreCorrupt`, `NoModel`, `VersionMismatch`,
- * `Network`, `Server`, `Internal` for a bug inside the SDK, `Closed` after [SlowFast.close]).
- */
-typealias SlowFastException = dev.slowfast.ffi.SlowFastException
 
 /**
  * The on-device half of MC²-SF: records clicks and exposures, keeps the negative memory `r̂2`
@@ -44,7 +20,7 @@ typealias SlowFastException = dev.slowfast.ffi.SlowFastException
  * @throws SlowFastException when the store cannot be opened or the shipped bundle is refused.
  */
 class SlowFast(config: Config) : AutoCloseable {
-    private val engine = Engine(config)
+    private val engine = SlowFastEngine(config)
     private val closed = AtomicBoolean(false)
 
     /** Records a click on [item] at [tsMs] (Unix milliseconds, default now). */
@@ -82,7 +58,7 @@ class SlowFast(config: Config) : AutoCloseable {
         if (closed.compareAndSet(false, true)) engine.close()
     }
 
-    private inline fun <T> call(block: (Engine) -> T): T {
+    private inline fun <T> call(block: (SlowFastEngine) -> T): T {
         if (closed.get()) throw closedException()
         try {
             return block(engine)
@@ -97,7 +73,7 @@ class SlowFast(config: Config) : AutoCloseable {
 
     companion object {
         /** The SDK version, e.g. `"0.1.0"`. */
-        val version: String get() = dev.slowfast.ffi.version()
+        val version: String get() = dev.slowfast.version()
 
         /** The runtime's default [Config] for this data directory, server and user. */
         fun config(dataDir: File, serverUrl: String, token: String, user: String): Config =

@@ -26,7 +26,7 @@ class SlowFastTest {
     }
 
     @Test
-    fun opensWithTheShippedBundleAndReranksTheWholeFeedBestFirst() = open().use { sf ->
+    fun opensWithTheShippedBundleAndReranksTheWholeFeedBestFirst(): Unit = open().use { sf ->
         assertEquals(Fixtures.modelVersion, sf.modelVersion)
         assertArrayEquals(FloatArray(Fixtures.dim), sf.negMemory, 0f)
         val feed = Fixtures.feed(20)
@@ -38,7 +38,7 @@ class SlowFastTest {
     }
 
     @Test
-    fun exposuresMoveTheNegativeMemoryAndClicksChangeTheScores() = open().use { sf ->
+    fun exposuresMoveTheNegativeMemoryAndClicksChangeTheScores(): Unit = open().use { sf ->
         val feed = Fixtures.feed(10)
         val before = sf.rerank(feed).associate { it.item to it.score }
         sf.recordExposure(feed.items[0].item, 1_000)
@@ -78,7 +78,7 @@ class SlowFastTest {
     }
 
     @Test
-    fun badArgumentsThrowInvalidArgumentAndChangeNothing() = open().use { sf ->
+    fun badArgumentsThrowInvalidArgumentAndChangeNothing(): Unit = open().use { sf ->
         assertThrows(SlowFastException.InvalidArgument::class.java) { sf.recordClick("") }
         val e = assertThrows(SlowFastException.InvalidArgument::class.java) { sf.rerank(Fixtures.feed(3, dim = Fixtures.dim + 1)) }
         assertTrue(e.message!!, e.message!!.contains("embedding"))
@@ -87,20 +87,20 @@ class SlowFastTest {
     }
 
     @Test
-    fun scoringWithoutABundleThrowsNoModelButRecordingWorks() = open(bundle = null).use { sf ->
+    fun scoringWithoutABundleThrowsNoModelButRecordingWorks(): Unit = open(bundle = null).use { sf ->
         assertEquals(null, sf.modelVersion)
         sf.recordClick("item-1", 1)
         assertThrows(SlowFastException.NoModel::class.java) { sf.rerank(Fixtures.feed(3)) }
     }
 
     @Test
-    fun aFeedForAnotherModelThrowsVersionMismatch() = open().use { sf ->
+    fun aFeedForAnotherModelThrowsVersionMismatch(): Unit = open().use { sf ->
         val e = assertThrows(SlowFastException.VersionMismatch::class.java) { sf.rerank(Fixtures.feed(3, version = "other")) }
         assertTrue(e.message!!, e.message!!.contains("other"))
     }
 
     @Test
-    fun aCorruptBundleThrowsBundleAndKeepsTheInstalledModel() = open().use { sf ->
+    fun aCorruptBundleThrowsBundleAndKeepsTheInstalledModel(): Unit = open().use { sf ->
         val copy = tmp.newFolder("bundle")
         Fixtures.bundle.copyRecursively(copy, overwrite = true)
         copy.resolve("fast.onnx").appendBytes(byteArrayOf(0))
@@ -110,7 +110,7 @@ class SlowFastTest {
     }
 
     @Test
-    fun anUnreachableServerThrowsNetwork() = open().use { sf ->
+    fun anUnreachableServerThrowsNetwork(): Unit = open().use { sf ->
         assertThrows(SlowFastException.Network::class.java) { sf.fetchFeed(10) }
     }
 

@@ -75,7 +75,7 @@ fun main(args: Array<String>) {
 private fun cachedFeed(version: String, dim: Int) = Feed(
     modelVersion = version,
     items = (0 until 20).map { i ->
-        val v = List(dim) { j -> ((i * 31 + j * 7) % 17 - 8) / 80f }
-        FeedItem(item = "movie-$i", embedding = v, rT = v.reversed(), rN = v.map { -it }, slowScore = 1f - i / 20f)
+        fun v(k: Int) = List(dim) { j -> (0.1 * Math.sin(0.7 * i + 0.3 * j + k)).toFloat() }
+        FeedItem(item = "movie-$i", embedding = v(0), rT = v(1), rN = v(2), slowScore = 1f - i / 20f)
     },
 )

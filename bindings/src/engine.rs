@@ -1,0 +1,87 @@
+//! The engine object: [`slowfast_core::SlowFast`] behind uniffi. Every fallible call runs in
+//! [`guard`], so core errors arrive typed and a panic arrives as `Internal`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use slowfast_core::wire::FeedResponse;
+use slowfast_core::Scored;
+
+use crate::config::{Config, SyncReport};
+use crate::error::{guard, SlowFastError};
+
+/// One re-ranked candidate.
+#[uniffi::remote(Record)]
+pub struct Scored {
+    pub item: String,
+    /// The fast model's logit `y_F` (eq. 8, before `σ`); the order of `rerank`.
+    pub score: f32,
+    /// The slow model's logit the feed carried (eq. 6).
+    pub slow_score: f32,
+}
+
+/// The on-device MC²-SF engine: records clicks and exposures, keeps the negative memory
+/// `r̂2` (eq. 5), re-ranks the server's feed with the fast model (eq. 7–8) and syncs.
+/// Thread-safe; close it (Kotlin `close()`/`use {}`) to release the store.
+#[derive(uniffi::Object)]
+pub struct SlowFast(slowfast_core::SlowFast);
+
+#[uniffi::export]
+impl SlowFast {
+    /// Opens or creates the store in `config.data_dir` and loads the installed bundle (or
+    /// `config.initial_bundle`). Touches no network.
+    #[uniffi::constructor]
+    pub fn new(config: Config) -> Result<Arc<SlowFast>, SlowFastError> {
+        guard(|| slowfast_core::SlowFast::open(config.into())).map(|e| Arc::new(SlowFast(e)))
+    }
+
+    /// Records a click on `item` at `ts_ms` (Unix ms). Durable when it returns.
+    pub fn record_click(&self, item: String, ts_ms: i64) -> Result<(), SlowFastError> {
+        guard(|| self.0.record_click(&item, ts_ms))
+    }
+
+    /// Records that `item` was shown at `ts_ms`; advances `r̂2` by one `GRU_n` step (eq. 5).
+    pub fn record_exposure(&self, item: String, ts_ms: i64) -> Result<(), SlowFastError> {
+        guard(|| self.0.record_exposure(&item, ts_ms))
+    }
+
+    /// Scores the whole feed with the fast model in one batched call; best first.
+    pub fn rerank(&self, feed: FeedResponse) -> Result<Vec<Scored>, SlowFastError> {
+        guard(|| self.0.rerank(&feed))
+    }
+
+    /// `GET /v1/feed?k=K`: the server's top `k` (1..=500) candidates with their priors.
+    pub fn fetch_feed(&self, k: u32) -> Result<FeedResponse, SlowFastError> {
+        guard(|| self.0.fetch_feed(k as usize))
+    }
+
+    /// Uploads `r̂2` and pending events when a time or count threshold says so.
+    pub fn sync_now(&self) -> Result<SyncReport, SlowFastError> {
+        guard(|| self.0.sync_now()).map(SyncReport::from)
+    }
+
+    /// Downloads, verifies and installs a newer bundle; returns whether the model changed.
+    pub fn update_model(&self) -> Result<bool, SlowFastError> {
+        guard(|| self.0.update_model())
+    }
+
+    /// Verifies the bundle in directory `dir` and installs it atomically.
+    pub fn install_bundle(&self, dir: String) -> Result<(), SlowFastError> {
+        guard(|| self.0.install_bundle(Path::new(&dir)))
+    }
+
+    /// The installed bundle's model version, if any.
+    pub fn model_version(&self) -> Option<String> {
+        self.0.model_version()
+    }
+
+    /// The negative memory `r̂2` (eq. 5), `d` floats; empty without a model.
+    pub fn neg_memory(&self) -> Vec<f32> {
+        self.0.neg_memory()
+    }
+
+    /// Events recorded but not yet acknowledged by the server.
+    pub fn pending_uploads(&self) -> Result<u64, SlowFastError> {
+        guard(|| self.0.pending_uploads()).map(|n| n as u64)
+    }
+}
