@@ -421,6 +421,9 @@ fn token_cmd(a: &TokenArgs) -> Result<()> {
     }
     let expiry = slowfast_trainer::serve::auth::unix_now().saturating_add(a.ttl);
     println!("{}", a.secret.resolve()?.mint(&a.user, expiry)?);
+    Ok(())
+}
+
 fn bench_cmd(a: &BenchArgs) -> Result<()> {
     let data = match &a.data {
         Some(path) => Input {
