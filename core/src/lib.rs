@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod manifest;
+pub mod model;
 pub mod wire;
 
 pub use error::{Result, SlowFastError};

@@ -169,6 +169,62 @@ impl Manifest {
     }
 }
 
+impl TensorSpec {
+    fn new(name: &str, dtype: &str, shape: Vec<Dim>) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            dtype: dtype.into(),
+            shape,
+        }
+    }
+}
+
+/// The inputs and outputs `file` must declare for embedding size `dim` and `windows`: the
+/// contract of the module documentation, which the exporter writes and every loader checks.
+/// `None` for files that are not models.
+pub fn io_contract(
+    file: &str,
+    dim: usize,
+    windows: &WindowSpec,
+) -> Option<(Vec<TensorSpec>, Vec<TensorSpec>)> {
+    let f32 = |name: &str, shape: Vec<Dim>| TensorSpec::new(name, "float32", shape);
+    let len = |name: &str| TensorSpec::new(name, "int64", vec![Dim::Fixed(1)]);
+    let rows = |name: &str, axis: &str| f32(name, vec![Dim::Dynamic(axis.into()), Dim::Fixed(dim)]);
+    let window = |name: &str, w: usize| f32(name, vec![Dim::Fixed(w), Dim::Fixed(dim)]);
+    match file {
+        FAST_ONNX => Some((
+            vec![
+                window("clicks", windows.clicks),
+                len("clicks_len"),
+                window("exposures", windows.exposures),
+                len("exposures_len"),
+                rows("e_i", "N"),
+                rows("r_t", "N"),
+                rows("r_n", "N"),
+            ],
+            vec![f32("logit", vec![Dim::Dynamic("N".into())])],
+        )),
+        NEG_STEP_ONNX => Some((
+            vec![rows("state", "B"), rows("e", "B")],
+            vec![rows("next_state", "B")],
+        )),
+        SLOW_ONNX => Some((
+            vec![
+                window("history", windows.slow_history),
+                len("history_len"),
+                f32("neg_memory", vec![Dim::Fixed(1), Dim::Fixed(dim)]),
+                rows("e_i", "N"),
+            ],
+            vec![
+                f32("logit", vec![Dim::Dynamic("N".into())]),
+                rows("r_t", "N"),
+                rows("r_n", "N"),
+            ],
+        )),
+        _ => None,
+    }
+}
+
 /// `items.json`: the item vocabulary the bundle was trained on (server side).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ItemTable {

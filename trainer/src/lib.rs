@@ -5,9 +5,11 @@
 //! the evaluation harness ranks with.
 
 pub mod baselines;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod synth;
 
 pub use error::{Result, TrainerError};

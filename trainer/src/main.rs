@@ -1,5 +1,7 @@
 //! `slowfast`: the command line of the slowfast trainer (DESIGN.md §8).
 
+mod cli_export;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -42,6 +44,13 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a bearer token for one user, signed with the server's secret.
     Token(TokenArgs),
+    /// Train MC²-SF (Algorithm 1) and write a resumable checkpoint.
+    Train(cli_export::TrainArgs),
+    /// Export a checkpoint (or seeded random weights) as a model bundle.
+    Export(cli_export::ExportArgs),
+    /// Check model bundles.
+    #[command(subcommand)]
+    Bundle(cli_export::BundleCommand),
 }
 
 /// Where the server's signing secret comes from: `--secret`, else `SLOWFAST_SECRET`, else
@@ -232,6 +241,9 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo_cmd(&a),
         Command::Serve(a) => serve_cmd(&a),
         Command::Token(a) => token_cmd(&a),
+        Command::Train(a) => cli_export::train(&a),
+        Command::Export(a) => cli_export::export(&a),
+        Command::Bundle(c) => cli_export::bundle(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -36,14 +36,12 @@ pub fn init() -> Result<PathBuf> {
         .map_err(|e| TrainerError::Ort(e.clone()))
 }
 
-/// The process-wide ONNX Runtime environment, loading the library first if needed (sessions
-/// are built from it).
+/// The process-wide environment that sessions are built in (loads the library first).
 pub fn environment() -> Result<&'static ort::environment::Environment> {
     init()?;
     match LOADED.get() {
         Some(Ok((_, env))) => Ok(env),
-        Some(Err(e)) => Err(TrainerError::Ort(e.clone())),
-        None => Err(TrainerError::Ort("ONNX Runtime was not initialised".into())),
+        _ => Err(TrainerError::Ort("ONNX Runtime is not loaded".into())),
     }
 }
 

@@ -74,42 +74,65 @@ impl FastNet {
         let exposures = batch.window(&batch.exposures, "exposure")?;
         let xp = embed(&shared.item_emb, &clicks.ids)?;
         let xn = embed(&shared.item_emb, &exposures.ids)?;
-        let (r1, r2, r_t) = match (&self.s2f, priors) {
-            (Some(s2f), Some((r_t, r_n))) => {
-                // Eq. 7: the GRUs start from the slow component's priors, one run per row.
-                let alpha =
-                    candle_nn::ops::sigmoid(&s2f.w0.forward(&Tensor::cat(&[r_n, r_t], 1)?)?)?;
-                let r_f = ((&alpha * r_n)? + ((1.0 - &alpha)? * r_t)?)?;
-                let hp = s2f.w1.forward(&r_f)?.relu()?;
-                let hn = s2f.w2.forward(&r_f)?.relu()?;
-                let r1 =
-                    self.gru_p
-                        .forward(&batch.per_row(&xp)?, &batch.per_row(&clicks.mask)?, &hp)?;
-                let r2 = shared.gru_n.forward(
-                    &batch.per_row(&xn)?,
-                    &batch.per_row(&exposures.mask)?,
-                    &hn,
-                )?;
-                (r1, r2, Some(r_t))
-            }
+        match (&self.s2f, priors) {
+            (Some(_), Some(priors)) => self.s2f_logits(
+                &shared.gru_n,
+                &e,
+                (&batch.per_row(&xp)?, &batch.per_row(&clicks.mask)?),
+                (&batch.per_row(&xn)?, &batch.per_row(&exposures.mask)?),
+                priors,
+            ),
             (None, _) => {
                 // Eq. 3: zero initial states, so the GRUs run once per moment.
                 let h0 = Tensor::zeros((xp.dim(0)?, self.gru_p.hidden()), xp.dtype(), xp.device())?;
                 let r1 = batch.per_row(&self.gru_p.forward(&xp, &clicks.mask, &h0)?)?;
                 let r2 = batch.per_row(&shared.gru_n.forward(&xn, &exposures.mask, &h0)?)?;
-                (r1, r2, None)
+                self.fuse_and_predict(&r1, &r2, None, &e)
             }
-            (Some(_), None) => {
-                return Err(crate::TrainerError::InvalidArgument(
-                    "the S2F fast component needs priors".into(),
-                ))
-            }
-        };
-        // Eq. 3: target-aware softmax over the two interest vectors.
+            (Some(_), None) => Err(crate::TrainerError::InvalidArgument(
+                "the S2F fast component needs priors".into(),
+            )),
+        }
+    }
+
+    /// Eq. 7–8 on embeddings, one row per candidate: `e` (B, d), each window `(x, mask)` as
+    /// (B, T, d) and (B, T), `priors` `(r_t, r_n)`; returns (B, 1) logits. This is what
+    /// `fast.onnx` computes (the export's parity reference).
+    pub fn s2f_logits(
+        &self,
+        gru_n: &Gru,
+        e: &Tensor,
+        clicks: (&Tensor, &Tensor),
+        exposures: (&Tensor, &Tensor),
+        priors: &Priors,
+    ) -> Result<Tensor> {
+        let (r_t, r_n) = priors;
+        let s2f = self.s2f.as_ref().ok_or_else(|| {
+            crate::TrainerError::InvalidArgument("the fast component has no S2F".into())
+        })?;
+        // Eq. 7: the GRUs start from the slow component's priors, one run per row.
+        let alpha = candle_nn::ops::sigmoid(&s2f.w0.forward(&Tensor::cat(&[r_n, r_t], 1)?)?)?;
+        let r_f = ((&alpha * r_n)? + ((1.0 - &alpha)? * r_t)?)?;
+        let hp = s2f.w1.forward(&r_f)?.relu()?;
+        let hn = s2f.w2.forward(&r_f)?.relu()?;
+        let r1 = self.gru_p.forward(clicks.0, clicks.1, &hp)?;
+        let r2 = gru_n.forward(exposures.0, exposures.1, &hn)?;
+        self.fuse_and_predict(&r1, &r2, Some(r_t), e)
+    }
+
+    /// Eq. 3's target-aware fusion of `r1, r2` into `r`, then eq. 4 (`r ⊕ e_i`) or eq. 8
+    /// (`r ⊕ r_t ⊕ e_i`).
+    fn fuse_and_predict(
+        &self,
+        r1: &Tensor,
+        r2: &Tensor,
+        r_t: Option<&Tensor>,
+        e: &Tensor,
+    ) -> Result<Tensor> {
         let scores = Tensor::cat(
             &[
-                &self.fuse.forward(&Tensor::cat(&[&r1, &e], 1)?)?,
-                &self.fuse.forward(&Tensor::cat(&[&r2, &e], 1)?)?,
+                &self.fuse.forward(&Tensor::cat(&[r1, e], 1)?)?,
+                &self.fuse.forward(&Tensor::cat(&[r2, e], 1)?)?,
             ],
             1,
         )?;
@@ -117,8 +140,8 @@ impl FastNet {
         let r =
             (r1.broadcast_mul(&w.narrow(1, 0, 1)?)? + r2.broadcast_mul(&w.narrow(1, 1, 1)?)?)?;
         let input = match r_t {
-            Some(r_t) => Tensor::cat(&[&r, r_t, &e], 1)?,
-            None => Tensor::cat(&[&r, &e], 1)?,
+            Some(r_t) => Tensor::cat(&[&r, r_t, e], 1)?,
+            None => Tensor::cat(&[&r, e], 1)?,
         };
         self.out.forward(&input)
     }

@@ -9,7 +9,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
 use super::features::{Batch, Needs};
-use super::layers::{embed, target_attention, Mlp};
+use super::layers::{embed, target_attention, Gru, Mlp};
 use super::Shared;
 use crate::error::Result;
 
@@ -63,18 +63,44 @@ impl SlowNet {
         let e = embed(&shared.item_emb, &batch.items)?;
         let hist = batch.window(&batch.slow_history, "slow history")?;
         let h = batch.per_row(&embed(&shared.item_emb, &hist.ids)?)?;
-        let r_t = target_attention(&self.att, &h, &batch.per_row(&hist.mask)?, &e)?;
+        // r̂2 is received from the device (Algorithm 1, step 1): an input, not trained through.
+        let neg_memory = match self.w_s {
+            Some(_) => Some(batch.per_row(&shared.neg_memory(batch)?.detach())?),
+            None => None,
+        };
+        self.forward_embedded(
+            &shared.gru_n,
+            &e,
+            &h,
+            &batch.per_row(&hist.mask)?,
+            neg_memory.as_ref(),
+        )
+    }
+
+    /// Eq. 1–2 or 5–6 on embeddings, one row per candidate: `e` (B, d), the history `h`
+    /// (B, T, d) with `mask` (B, T), and `r̂2` (B, d) with F2S. This is what `slow.onnx`
+    /// computes (the export's parity reference).
+    pub fn forward_embedded(
+        &self,
+        gru_n: &Gru,
+        e: &Tensor,
+        h: &Tensor,
+        mask: &Tensor,
+        neg_memory: Option<&Tensor>,
+    ) -> Result<SlowOut> {
+        let r_t = target_attention(&self.att, h, mask, e)?;
         let Some(w_s) = &self.w_s else {
-            let logits = self.out.forward(&Tensor::cat(&[&r_t, &e], 1)?)?;
+            let logits = self.out.forward(&Tensor::cat(&[&r_t, e], 1)?)?;
             let r_n = r_t.zeros_like()?;
             return Ok(SlowOut { logits, r_t, r_n });
         };
-        // r̂2 is received from the device (Algorithm 1, step 1): an input, not trained through.
-        let neg_memory = batch.per_row(&shared.neg_memory(batch)?.detach())?;
-        let r2 = shared.gru_n.cell(&e, &neg_memory)?;
-        let gate = candle_nn::ops::sigmoid(&w_s.forward(&Tensor::cat(&[&r2, &e], 1)?)?)?;
+        let neg_memory = neg_memory.ok_or_else(|| {
+            crate::TrainerError::InvalidArgument("the F2S slow component needs r̂2".into())
+        })?;
+        let r2 = gru_n.cell(e, neg_memory)?;
+        let gate = candle_nn::ops::sigmoid(&w_s.forward(&Tensor::cat(&[&r2, e], 1)?)?)?;
         let r_n = (r2 * gate)?;
-        let logits = self.out.forward(&Tensor::cat(&[&r_n, &r_t, &e], 1)?)?;
+        let logits = self.out.forward(&Tensor::cat(&[&r_n, &r_t, e], 1)?)?;
         Ok(SlowOut { logits, r_t, r_n })
     }
 }

@@ -83,17 +83,34 @@ impl SlowFast {
     /// Trains with Algorithm 1 for `rounds` rounds (one slow fit for [`Variant::Din`]).
     pub fn train(&self, split: &Split, cfg: &TrainConfig, rounds: usize) -> Result<TrainLog> {
         let mut log = TrainLog::default();
+        self.train_rounds(split, cfg, 1..=rounds, &mut |_, round_log| {
+            log.fits.extend(round_log.fits.iter().cloned());
+            Ok(())
+        })?;
+        Ok(log)
+    }
+
+    /// Trains rounds `rounds` of Algorithm 1 (a checkpoint resumes after the last round it
+    /// saved) and calls `after_round` with each finished round and its fits.
+    pub fn train_rounds(
+        &self,
+        split: &Split,
+        cfg: &TrainConfig,
+        rounds: std::ops::RangeInclusive<usize>,
+        after_round: &mut dyn FnMut(usize, &TrainLog) -> Result<()>,
+    ) -> Result<()> {
         let w = self.config.windows;
         let slow_data = positives(split, Phase::Slow);
         let fast_data = positives(split, Phase::Fast);
         let slow_vars = self.vars(&["item_emb", "slow.", "gru_n."]);
         let fast_vars = self.vars(&["fast.", "gru_n."]);
         let rounds = if self.fast.is_some() {
-            rounds.max(1)
+            *rounds.start()..=(*rounds.end()).max(1)
         } else {
-            1
+            *rounds.start()..=1
         };
-        for round in 1..=rounds {
+        for round in rounds {
+            let mut log = TrainLog::default();
             let cfg = TrainConfig {
                 seed: cfg.seed.wrapping_add(round as u64),
                 ..*cfg
@@ -114,6 +131,7 @@ impl SlowFast {
                 &slow_data,
             )?;
             if self.fast.is_none() {
+                after_round(round, &log)?;
                 continue;
             }
             if self.variant == Variant::Mc2sfPlus && round == 1 {
@@ -127,8 +145,9 @@ impl SlowFast {
                 &fast_vars,
                 &fast_data,
             )?;
+            after_round(round, &log)?;
         }
-        Ok(log)
+        Ok(())
     }
 
     /// The variables whose names start with one of `prefixes`, in name order.
