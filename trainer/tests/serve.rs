@@ -396,3 +396,68 @@ fn two_instances_on_one_postgres_store_each_key_once() {
     assert_eq!(fresh, 20, "each key is accepted as new exactly once");
     assert_eq!(counts(&db), (20, 60));
 }
+
+/// The exporter's fixture bundle (a real `slow.onnx`, 100 items, d = 32).
+fn fixture_bundle() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/bundle")
+}
+
+#[test]
+fn feed_ranks_the_pool_with_the_slow_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fixture_bundle();
+    let db = dir.path().join("sync.db").display().to_string();
+    let server = Server::start(&bundle, &db, dir.path());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let table: slowfast_core::manifest::ItemTable =
+        serde_json::from_slice(&std::fs::read(bundle.join("items.json")).unwrap()).unwrap();
+    let d = manifest["dim"].as_u64().unwrap() as usize;
+    let auth = format!("Bearer {}", token("dora"));
+    let mut body = upload_body("h1", &[&table.ids[3], &table.ids[5], &table.ids[8]], &[]);
+    body["neg_memory"] = json!(vec![0.1f32; d]);
+    body["model_version"] = manifest["model_version"].clone();
+    let r = client()
+        .post(server.url("/v1/upload"))
+        .header(AUTHORIZATION, &auth)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
+    let feed: Value = client()
+        .get(server.url("/v1/feed?k=10"))
+        .header(AUTHORIZATION, &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(feed["model_version"], manifest["model_version"]);
+    let items = feed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 10, "{feed}");
+    let scores: Vec<f64> = items
+        .iter()
+        .map(|i| i["slow_score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    for it in items {
+        let id = it["item"].as_str().unwrap();
+        assert!(![&table.ids[3], &table.ids[5], &table.ids[8]].contains(&&id.to_string()));
+        let idx = table.ids.iter().position(|x| x == id).unwrap();
+        let e: Vec<f32> = serde_json::from_value(it["embedding"].clone()).unwrap();
+        assert_eq!(e, table.embeddings[idx * d..(idx + 1) * d]);
+        for key in ["r_t", "r_n"] {
+            let v: Vec<f32> = serde_json::from_value(it[key].clone()).unwrap();
+            assert_eq!(v.len(), d);
+            assert!(v.iter().all(|x| x.is_finite()));
+        }
+    }
+    // The whole catalogue is smaller than a large k: every unclicked item, once.
+    let all: Value = client()
+        .get(server.url("/v1/feed?k=500"))
+        .header(AUTHORIZATION, &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(all["items"].as_array().unwrap().len(), table.ids.len() - 3);
+}
