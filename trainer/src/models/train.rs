@@ -94,7 +94,10 @@ pub fn fit(
     let mut logs = Vec::new();
     let validated = !valid.cases.is_empty();
     if !validated {
-        tracing::warn!(label, "no validation cases: training every epoch, no early stopping");
+        tracing::warn!(
+            label,
+            "no validation cases: training every epoch, no early stopping"
+        );
     }
     let mut best = (valid.ndcg10(net, windows, &device)?, snapshot(vars)?);
     let mut since_best = 0;

@@ -122,6 +122,19 @@ fn user_of(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     Ok(state.secret.verify(token.trim(), unix_now())?)
 }
 
+/// Refuses (403) a request that names a user other than its token's.
+fn check_owner(user: &str, named: Option<&str>) -> ApiResult<()> {
+    match named {
+        Some(named) if named != user => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            Some("user".into()),
+            format!("this token is for user {user:?}; it cannot act for user {named:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/upload`.
 pub async fn upload(
     State(state): State<Arc<AppState>>,
@@ -149,6 +162,7 @@ pub async fn upload(
             format!("cannot read the upload: {e}"),
         )
     })?;
+    check_owner(&user, req.user.as_deref())?;
     check_upload(&req, &state.bundle.items)?;
     let answer = state
         .store
@@ -178,6 +192,7 @@ pub async fn feed(
             r.body_text(),
         )
     })?;
+    check_owner(&user, query.get("user").map(String::as_str))?;
     let k = check_k(query.get("k").map(String::as_str))?;
     let Some(ranker) = state.ranker.clone() else {
         return Err(ApiError::new(

@@ -199,6 +199,7 @@ pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
                         })
                         .collect();
                     let body = UploadRequest {
+                        user: None,
                         idempotency_key: format!("{w}-{i}"),
                         model_version: version.clone(),
                         neg_memory: vec![0.1; dim],
