@@ -27,6 +27,9 @@ if dpkg-query -W -f='${Status}' libc6:arm64 2>/dev/null | grep -q "install ok in
   RUNNER=(qemu-aarch64)
 fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="${RUNNER[*]}"
+# core/tests/crash.rs re-runs its own binary as the child it kills: through qemu here, and 30
+# kills instead of the host run's 200 (each child starts an emulated process).
+export SLOWFAST_TEST_RUNNER="${RUNNER[*]}" SLOWFAST_CRASH_KILLS=30
 CROSS=(-p slowfast-core -p slowfast-ffi --target "$TRIPLE" --locked
   --config profile.dev.debug=false --config profile.dev.incremental=false
   --config 'profile.dev.package."*".opt-level=1')
@@ -39,7 +42,8 @@ echo "== cargo test --no-run -p slowfast-core -p slowfast-ffi --target $TRIPLE"
 start=$SECONDS
 cargo test "${CROSS[@]}" --no-run
 echo "aarch64 build: $((SECONDS - start)) s"
-file -b "$ARM/libslowfast_ffi.so" "$ARM/libslowfast_ffi.a"
+# The bindings' libraries, built as the examples' dependency (so left in deps/).
+file -b "$ARM/deps/libslowfast_ffi.so" "$ARM/deps/libslowfast_ffi.a"
 
 echo "== cargo test (qemu-aarch64)"
 start=$SECONDS
