@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The device runtime on 64-bit ARM (DESIGN.md §9): cross-compiles slowfast-core's tests and the
-# bindings crate to aarch64-unknown-linux-gnu and runs them under qemu-aarch64 (the cargo runner
+# bindings crate to aarch64-unknown-linux-gnu, runs them under qemu-aarch64 (the cargo runner
 # of .cargo/config.toml), then checks that a rerank on the real fixture bundle scores the same
 # on aarch64 as on x86-64 (max |Δ| ≤ 1e-5). Installs its toolchain when missing.
+#
+# One cross build serves everything: `cargo test --no-run` builds the test binaries, the
+# bindings' cdylib + staticlib and the rerank example, which then run directly under qemu.
+# To fit CI's time budget the cross build is cheaper than the host's dev profile: no debug
+# info, no incremental cache, dependencies at opt-level 1 (the host's are at 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/install.sh
@@ -11,36 +16,56 @@ TRIPLE=aarch64-unknown-linux-gnu
 BUNDLE=${SLOWFAST_BUNDLE:-core/tests/data/bundle}
 TOLERANCE=1e-5
 
-apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user file
 if ! rustup target list --installed | grep -qx "$TRIPLE"; then
   echo "== rustup target add $TRIPLE"
   rustup target add "$TRIPLE" >/dev/null
 fi
 # With the arm64 libc installed natively qemu finds the loader itself, and `-L` makes threads hang.
+RUNNER=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
 if dpkg-query -W -f='${Status}' libc6:arm64 2>/dev/null | grep -q "install ok installed"; then
-  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64
+  RUNNER=(qemu-aarch64)
 fi
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="${RUNNER[*]}"
+# core/tests/crash.rs re-runs its own binary as the child it kills: through qemu here, and 30
+# kills instead of the host run's 200 (each child starts an emulated process).
+export SLOWFAST_TEST_RUNNER="${RUNNER[*]}" SLOWFAST_CRASH_KILLS=30
+CROSS=(-p slowfast-core -p slowfast-ffi --target "$TRIPLE" --locked
+  --config profile.dev.debug=false --config profile.dev.incremental=false
+  --config 'profile.dev.package."*".opt-level=1')
 TARGET=$(cargo_target_dir)
+ARM=$TARGET/$TRIPLE/debug
 LOG=$TARGET/aarch64-test.log
+failed=0 tests_failed=0
 
-echo "== cargo test -p slowfast-core -p slowfast-ffi --target $TRIPLE (qemu-aarch64)"
-cargo test -p slowfast-core -p slowfast-ffi --target "$TRIPLE" --locked 2>&1 | tee "$LOG"
-echo "== cargo build -p slowfast-ffi --target $TRIPLE (cdylib + staticlib)"
-cargo build -p slowfast-ffi --target "$TRIPLE" --locked
-file -b "$TARGET/$TRIPLE/debug/libslowfast_ffi.so"
+echo "== cargo test --no-run -p slowfast-core -p slowfast-ffi --target $TRIPLE"
+start=$SECONDS
+cargo test "${CROSS[@]}" --no-run
+echo "aarch64 build: $((SECONDS - start)) s"
+# The bindings' libraries, built as the examples' dependency (so left in deps/).
+file -b "$ARM/deps/libslowfast_ffi.so" "$ARM/deps/libslowfast_ffi.a"
+
+echo "== cargo test (qemu-aarch64)"
+start=$SECONDS
+cargo test "${CROSS[@]}" 2>&1 | tee "$LOG" || tests_failed=1
+echo "aarch64 tests under qemu: $((SECONDS - start)) s"
 
 echo "== rerank parity on $BUNDLE: x86-64 vs aarch64"
-cargo run -q -p slowfast-ffi --locked --example rerank -- scores "$BUNDLE" > "$TARGET/scores-x86_64.txt"
-cargo run -q -p slowfast-ffi --locked --target "$TRIPLE" --example rerank -- scores "$BUNDLE" \
-  > "$TARGET/scores-aarch64.txt"
-python3 - "$TARGET/scores-x86_64.txt" "$TARGET/scores-aarch64.txt" "$TOLERANCE" <<'PY'
+cargo_host_build
+"$TARGET/debug/examples/rerank" scores "$BUNDLE" > "$TARGET/scores-x86_64.txt"
+"${RUNNER[@]}" "$ARM/examples/rerank" scores "$BUNDLE" > "$TARGET/scores-aarch64.txt"
+python3 - "$TARGET/scores-x86_64.txt" "$TARGET/scores-aarch64.txt" "$TOLERANCE" <<'PY' || failed=1
 import sys
 def read(p):
     return dict((item, float(s)) for item, s in (line.split() for line in open(p)))
 x86, arm, tol = read(sys.argv[1]), read(sys.argv[2]), float(sys.argv[3])
 assert x86 and x86.keys() == arm.keys(), "the two runs scored different items"
 diff = max(abs(x86[k] - arm[k]) for k in x86)
-print(f"rerank parity: {len(x86)} scores, max |x86-64 - aarch64| = {diff:.3g} (tolerance {tol:g})")
+verdict = "ok" if diff <= tol else "FAILED"
+print(f"rerank parity: {len(x86)} scores, max |x86-64 - aarch64| = {diff:.3g} (tolerance {tol:g}) {verdict}")
 sys.exit(0 if diff <= tol else 1)
 PY
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "aarch64: %d passed, %d failed, %d skipped\n", p, f, i }' "$LOG"
+# A test binary that crashed reports no result line: count it as one failure.
+awk -v crashed=$tests_failed '/^test result:/ { p += $4; f += $6; i += $8 }
+  END { if (crashed && !f) f = 1; printf "aarch64: %d passed, %d failed, %d skipped\n", p, f, i }' "$LOG"
+exit $((failed | tests_failed))

@@ -22,10 +22,20 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 . scripts/postgres.sh # throwaway PostgreSQL for the sync server's tests (SLOWFAST_TEST_PG_URL)
 echo "== cargo test"
-cargo test --workspace --locked 2>&1 | tee target/test-all.log
-# One closing summary line over every test binary.
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "workspace: %d passed, %d failed, %d skipped\n", p, f, i }' target/test-all.log
-# The Kotlin/JVM and Swift-header checks (scripts/test-kotlin.sh) and the aarch64 run under qemu
-# (scripts/test-aarch64.sh) are not called here yet: together they add a second full build and
-# would push a cold CI run past its 30-minute budget; one engine test still fails under qemu.
-# Run them by hand; see the README.
+failed=0
+mkdir -p target
+cargo test --workspace --locked 2>&1 | tee target/test-all.log || failed=1
+# One summary line over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "workspace: %d passed, %d failed, %d skipped\n", p, f, i }' \
+  target/test-all.log > target/test-all-summary.txt
+# The Kotlin/JVM tests, the sample app and the Swift header/C ABI checks on the host build just
+# made (nothing recompiles), then the device runtime cross-compiled to aarch64 under qemu.
+# Each prints its summary lines last; they are gathered below.
+for script in test-kotlin test-aarch64; do
+  echo "== scripts/$script.sh"
+  scripts/$script.sh 2>&1 | tee "target/$script.log" || { failed=1; echo "scripts/$script.sh: FAILED" >> target/test-all-summary.txt; }
+  grep -E '^(kotlin|swift|readme snippets|aarch64|rerank parity): ' "target/$script.log" >> target/test-all-summary.txt || true
+done
+echo "== summary"
+cat target/test-all-summary.txt
+exit $failed

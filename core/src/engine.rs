@@ -50,7 +50,8 @@ pub struct Config {
     pub click_window: usize,
     /// Real-time exposures fed to the fast model, `H^F_n` (eq. 7); capped by the bundle's `W_e`.
     pub exposure_window: usize,
-    /// `sync_now` uploads once this long has passed since the last upload …
+    /// `sync_now` uploads once this long has passed since the last upload (at once before the
+    /// first upload; `u64::MAX` leaves only the count threshold after it) …
     pub sync_interval_ms: u64,
     /// … or once this many events are pending, whichever comes first.
     pub sync_max_events: usize,
@@ -645,10 +646,12 @@ impl Engine {
         };
         if !force {
             let pending = self.store.pending_count()?;
-            let since = now.saturating_sub(self.store.last_upload_ms()?);
-            let due = pending >= self.config.sync_max_events
-                || (pending > 0
-                    && since >= i64::try_from(self.config.sync_interval_ms).unwrap_or(i64::MAX));
+            // Never uploaded: the interval has passed, whatever its length.
+            let interval_passed = self.store.last_upload_ms()?.is_none_or(|last| {
+                now.saturating_sub(last)
+                    >= i64::try_from(self.config.sync_interval_ms).unwrap_or(i64::MAX)
+            });
+            let due = pending >= self.config.sync_max_events || (pending > 0 && interval_passed);
             if !due {
                 return Ok(None);
             }

@@ -193,9 +193,9 @@ impl Store {
         Ok(self.meta_i64("uploaded_seq")?.unwrap_or(0))
     }
 
-    /// Unix milliseconds of the last acknowledged upload (0 before the first).
-    pub fn last_upload_ms(&self) -> Result<i64> {
-        Ok(self.meta_i64("last_upload_ms")?.unwrap_or(0))
+    /// Unix milliseconds of the last acknowledged upload (`None` before the first).
+    pub fn last_upload_ms(&self) -> Result<Option<i64>> {
+        self.meta_i64("last_upload_ms")
     }
 
     /// Events recorded but not yet acknowledged by the server.

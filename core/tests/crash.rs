@@ -2,6 +2,10 @@
 //! after every kill the store must open, hold every event the child acknowledged (printed
 //! after `record_*` returned), hold nothing twice, and `r̂2` must equal `GRU_n` folded over
 //! the stored exposures.
+//!
+//! Under an emulator (scripts/test-aarch64.sh) the children run through
+//! `SLOWFAST_TEST_RUNNER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`), and
+//! `SLOWFAST_CRASH_KILLS` may lower the number of kills (200 by default).
 
 mod common;
 
@@ -15,6 +19,8 @@ use slowfast_core::store::{EventKind, Store, STORE_FILE};
 use slowfast_core::{Config, SlowFast};
 
 const KILLS: usize = 200;
+const KILLS_VAR: &str = "SLOWFAST_CRASH_KILLS";
+const RUNNER_VAR: &str = "SLOWFAST_TEST_RUNNER";
 const ITEMS: usize = 20;
 const DIR_VAR: &str = "SLOWFAST_CRASH_DIR";
 const START_VAR: &str = "SLOWFAST_CRASH_START";
@@ -64,6 +70,21 @@ fn crash_child() {
     }
 }
 
+/// This test binary as a child process: run directly, or through the emulator named by
+/// `SLOWFAST_TEST_RUNNER` when the tests run emulated (a foreign binary cannot exec itself).
+fn child_command(exe: &std::path::Path) -> Command {
+    let runner = std::env::var(RUNNER_VAR).unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// The event number of an `ack N` line; the test harness may print its own text before it
 /// on the same line.
 fn ack(line: &str) -> Option<i64> {
@@ -75,6 +96,7 @@ fn ack(line: &str) -> Option<i64> {
 fn sigkill_at_random_points_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
+    let kills = std::env::var(KILLS_VAR).map_or(KILLS, |k| k.parse().unwrap());
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let model = DeviceModel::load_dir(&bundle_dir()).unwrap();
     let m = fixture_manifest();
@@ -87,8 +109,8 @@ fn sigkill_at_random_points_loses_no_acknowledged_event() {
     let mut folded = 0usize;
     let mut next = 0i64;
     let mut acked_total = 0usize;
-    for round in 0..KILLS {
-        let mut child = Command::new(&exe)
+    for round in 0..kills {
+        let mut child = child_command(&exe)
             .args([
                 "crash_child",
                 "--exact",
@@ -183,7 +205,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_event() {
         }
     }
     assert!(
-        acked_total > KILLS * 20,
+        acked_total > kills * 20,
         "only {acked_total} events acknowledged"
     );
 }

@@ -1,5 +1,6 @@
 # Sourced by scripts/test-kotlin.sh and scripts/test-aarch64.sh: idempotent, quiet installs for
-# a bare Debian machine (CI). Nothing is installed when it is already there.
+# a bare Debian machine (CI), nothing installed when it is already there; and the host build
+# both scripts share.
 
 # The prefix that runs apt-get as root.
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -19,4 +20,11 @@ apt_install() {
 # The cargo target directory (honours CARGO_TARGET_DIR and the workspace config).
 cargo_target_dir() {
   cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# cargo_host_build: builds for the host what the scripts run (the bindings' cdylib, its
+# uniffi-bindgen, the rerank example) with the package set and features of
+# `cargo test --workspace`, so that after scripts/test-all.sh's host tests nothing recompiles.
+cargo_host_build() {
+  cargo build --workspace --examples --bin uniffi-bindgen --locked
 }

@@ -116,6 +116,41 @@ final class SlowFastTests: XCTestCase {
         XCTAssertThrowsError(try sf.fetchFeed(count: 10)) { guard case SlowFastError.Network = $0 else { return XCTFail("\($0)") } }
     }
 
+    /// The README's "Use it from an app" Swift snippet between the `README` markers, verbatim
+    /// (scripts/lib/check_snippets.py compares them); mirrors android's ReadmeTest offline.
+    func appCode(appSupport: URL, serverURL: URL, token: String, userId: String, shippedBundleURL: URL,
+                 cachedFeed: Feed) throws {
+        // README: begin
+        let sf = try SlowFast(config: .defaults(dataDirectory: appSupport.appendingPathComponent("slowfast"),
+                                                server: serverURL, token: token, user: userId,
+                                                shippedBundle: shippedBundleURL))
+        let feed: Feed
+        do {
+            feed = try sf.fetchFeed(count: 100)
+        } catch SlowFastError.Network {
+            feed = cachedFeed // offline: re-rank what the app already has
+        }
+        let ranked = try sf.rerank(feed) // one call into Rust for the whole feed, best first
+        for item in ranked.prefix(10) { try sf.recordExposure(item.item) } // moves r̂2 on the device
+        try sf.recordClick(ranked[0].item)
+        do {
+            _ = try sf.syncNow() // uploads r̂2 and the events when a threshold is reached
+        } catch SlowFastError.Network {
+            // kept on the device; a later syncNow uploads them
+        }
+        // README: end
+    }
+
+    func testTheReadmeSnippetRanksTheCachedFeedAndKeepsTheEventsOffline() throws {
+        try appCode(appSupport: dir, serverURL: URL(string: "http://127.0.0.1:9")!, token: "token",
+                    userId: "alice", shippedBundleURL: Self.bundle, cachedFeed: feed(20))
+        let sf = try SlowFast(config: .defaults(dataDirectory: dir.appendingPathComponent("slowfast"),
+                                                server: URL(string: "http://127.0.0.1:9")!, token: "token",
+                                                user: "alice"))
+        XCTAssertEqual(try sf.pendingUploads(), 11)
+        XCTAssert(sf.negMemory().contains { $0 != 0 })
+    }
+
     func testADamagedStoreThrowsStoreCorrupt() throws {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try Data(repeating: 0x5a, count: 8192).write(to: dir.appendingPathComponent("slowfast.sqlite3"))
