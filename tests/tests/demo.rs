@@ -9,8 +9,8 @@ use slowfast_trainer::demo::{self, arms::Arm, DemoConfig};
 use slowfast_trainer::export::bundle::{write_bundle, Provenance};
 use slowfast_trainer::export::verify::read_verified;
 use slowfast_trainer::models::features::Windows;
-use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::models::slowfast::{SlowFast, Variant};
+use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::models::ModelConfig;
 use slowfast_trainer::retrain::NextRound;
 use slowfast_trainer::serve::auth::{unix_now, Secret};
@@ -61,7 +61,10 @@ fn demo_trains_serves_syncs_retrains_and_updates_every_arm() {
     let cfg = small(dir.path());
     let outcome = demo::run(&cfg).unwrap();
 
-    let first = read_verified(&outcome.bundle).unwrap().manifest.model_version;
+    let first = read_verified(&outcome.bundle)
+        .unwrap()
+        .manifest
+        .model_version;
     assert_eq!(outcome.arms.len(), 4);
     for (arm, run) in &outcome.arms {
         let name = arm.name();
@@ -70,7 +73,10 @@ fn demo_trains_serves_syncs_retrains_and_updates_every_arm() {
             run.uploaded >= cfg.devices * cfg.visits_per_day * cfg.days,
             "{name}: the phones' exposures and clicks landed in the server's database: {run:?}"
         );
-        assert_eq!(run.versions[0], first, "{name}: day 1 runs the initial bundle");
+        assert_eq!(
+            run.versions[0], first,
+            "{name}: day 1 runs the initial bundle"
+        );
         assert_eq!(
             run.phones_current,
             vec![cfg.devices; cfg.days],
@@ -95,7 +101,10 @@ fn demo_trains_serves_syncs_retrains_and_updates_every_arm() {
     assert_eq!(online.days_rows.len(), 4 * cfg.days);
     assert_eq!(online.overall.len(), 4);
     for r in online.days_rows.iter().chain(&online.overall) {
-        assert_eq!(r.visits, cfg.devices * cfg.visits_per_day * if r.day == 0 { cfg.days } else { 1 });
+        assert_eq!(
+            r.visits,
+            cfg.devices * cfg.visits_per_day * if r.day == 0 { cfg.days } else { 1 }
+        );
         assert!(
             r.shown > 0 && r.shown <= 10 * r.visits,
             "{r:?}: feeds show at most 10 items"
@@ -156,9 +165,10 @@ fn a_reloaded_bundle_gets_a_new_etag_and_its_own_etag_gets_a_304() {
     let token = secret.mint("u1", unix_now() + 60).unwrap();
     let client = SyncClient::new(&server.url(), &token, 5_000);
     let manifest = |etag: Option<&str>| match client.model_file(None, etag).unwrap() {
-        Conditional::Fetched { bytes, etag } => {
-            Some((Manifest::from_json(&bytes).unwrap().model_version, etag.unwrap()))
-        }
+        Conditional::Fetched { bytes, etag } => Some((
+            Manifest::from_json(&bytes).unwrap().model_version,
+            etag.unwrap(),
+        )),
         Conditional::NotModified => None,
     };
     let (v, etag_a) = manifest(None).unwrap();
@@ -172,7 +182,10 @@ fn a_reloaded_bundle_gets_a_new_etag_and_its_own_etag_gets_a_304() {
     assert_eq!(manifest(Some(&etag_b)), None, "same ETag: 304");
 
     std::fs::write(b.join("fast.onnx"), b"tampered").unwrap();
-    assert!(server.state.reload(&b).is_err(), "a broken bundle is refused");
+    assert!(
+        server.state.reload(&b).is_err(),
+        "a broken bundle is refused"
+    );
     assert_eq!(manifest(Some(&etag_b)), None, "and the served one kept");
     server.stop().unwrap();
 }

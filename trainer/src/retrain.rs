@@ -204,7 +204,11 @@ mod tests {
         assert_eq!(u.split.timelines.len(), 1);
         let v = Vocabulary::from_split(&u.log, &u.split).unwrap();
         assert_eq!(v.ids, items.ids);
-        assert_eq!(v.popularity.iter().sum::<u32>(), 7, "slow and fast phase clicks");
+        assert_eq!(
+            v.popularity.iter().sum::<u32>(),
+            7,
+            "slow and fast phase clicks"
+        );
     }
 
     #[test]

@@ -113,7 +113,13 @@ impl Cloud {
         );
         let out = self.dir.join(format!("day{day}"));
         let checkpoint = out.join("checkpoint");
-        next_round(&mut ckpt, &uploads, next, "sync server uploads", &checkpoint)?;
+        next_round(
+            &mut ckpt,
+            &uploads,
+            next,
+            "sync server uploads",
+            &checkpoint,
+        )?;
         let bundle = out.join("bundle");
         export_verified(&ckpt, &bundle, seed)?;
         self.version = self.server.state.reload(&bundle)?;

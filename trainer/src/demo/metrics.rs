@@ -85,7 +85,11 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let state = world.new_user_state(user, &mut rng);
         let mut by_pref: Vec<u32> = (0..200).collect();
-        by_pref.sort_by(|&a, &b| world.preference(user, b).total_cmp(&world.preference(user, a)));
+        by_pref.sort_by(|&a, &b| {
+            world
+                .preference(user, b)
+                .total_cmp(&world.preference(user, a))
+        });
         let best = planted_ndcg10(&world, &state, user, &by_pref[..SHOWN]);
         assert!((best - 1.0).abs() < 1e-12, "{best}");
         let bad = world.disliked_topics(user)[0];

@@ -137,11 +137,7 @@ pub fn run(cfg: &DemoConfig) -> Result<Outcome> {
         "trained MC²-SF on the synthetic log; bundle {} verified (model version {version})",
         bundle.display()
     );
-    let secret = Secret::new(format!(
-        "{}{}",
-        uuid::Uuid::new_v4(),
-        uuid::Uuid::new_v4()
-    ))?;
+    let secret = Secret::new(format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()))?;
     let mut online = Online {
         devices: cfg.devices,
         days: cfg.days,
@@ -195,7 +191,12 @@ fn check(cfg: &DemoConfig) -> Result<()> {
 
 /// Trains MC²-SF on the logged history, exports the bundle and verifies it; returns its
 /// model version.
-fn train_initial(cfg: &DemoConfig, log: &EventLog, checkpoint: &Path, bundle: &Path) -> Result<String> {
+fn train_initial(
+    cfg: &DemoConfig,
+    log: &EventLog,
+    checkpoint: &Path,
+    bundle: &Path,
+) -> Result<String> {
     let data = Dataset::from_log("synthetic", log.clone())?;
     let mut ckpt = Checkpoint::init(CheckpointConfig {
         format_version: FORMAT_VERSION,
@@ -223,9 +224,18 @@ struct ArmInputs<'a> {
     secret: Secret,
 }
 
-fn run_arm(cfg: &DemoConfig, arm: Arm, inputs: &ArmInputs<'_>) -> Result<(Vec<DayRow>, DayRow, ArmRun)> {
+fn run_arm(
+    cfg: &DemoConfig,
+    arm: Arm,
+    inputs: &ArmInputs<'_>,
+) -> Result<(Vec<DayRow>, DayRow, ArmRun)> {
     let dir = cfg.out.join(arm.slug());
-    let mut cloud = Cloud::start(&dir.join("server"), inputs.bundle, inputs.checkpoint, inputs.secret.clone())?;
+    let mut cloud = Cloud::start(
+        &dir.join("server"),
+        inputs.bundle,
+        inputs.checkpoint,
+        inputs.secret.clone(),
+    )?;
     let users: Vec<u32> = (0..cfg.devices as u32).collect();
     let mut run = ArmRun {
         imported: cloud.import_history(inputs.log, &users)?,
@@ -266,10 +276,20 @@ fn run_arm(cfg: &DemoConfig, arm: Arm, inputs: &ArmInputs<'_>) -> Result<(Vec<Da
 }
 
 /// One phone per simulated user, continuing from the end of the user's logged history.
-fn open_phones(cfg: &DemoConfig, dir: &Path, cloud: &Cloud, inputs: &ArmInputs<'_>) -> Result<Vec<Phone>> {
+fn open_phones(
+    cfg: &DemoConfig,
+    dir: &Path,
+    cloud: &Cloud,
+    inputs: &ArmInputs<'_>,
+) -> Result<Vec<Phone>> {
     let url = cloud.server.url();
     let mut clicked: Vec<HashSet<u32>> = vec![HashSet::new(); cfg.devices];
-    for e in inputs.log.events.iter().filter(|e| e.kind == EventKind::Click) {
+    for e in inputs
+        .log
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Click)
+    {
         let (Some(user), Some(item)) = (inputs.log.users.raw(e.user), inputs.log.items.raw(e.item))
         else {
             continue;
@@ -291,13 +311,26 @@ fn open_phones(cfg: &DemoConfig, dir: &Path, cloud: &Cloud, inputs: &ArmInputs<'
                 sync_max_events: cfg.sync_max_events,
             };
             let state = synth::state_after_history(inputs.world, user)?;
-            Phone::open(&dir.join(format!("u{user}")), &link, user, state, clicked, cfg.synth.seed)
+            Phone::open(
+                &dir.join(format!("u{user}")),
+                &link,
+                user,
+                state,
+                clicked,
+                cfg.synth.seed,
+            )
         })
         .collect()
 }
 
 /// Every phone's visits of one day, on `cfg.threads` threads, then the end-of-day upload.
-fn simulate_day(cfg: &DemoConfig, arm: Arm, world: &World, phones: &mut [Phone], bar: &ProgressBar) -> Result<Tally> {
+fn simulate_day(
+    cfg: &DemoConfig,
+    arm: Arm,
+    world: &World,
+    phones: &mut [Phone],
+    bar: &ProgressBar,
+) -> Result<Tally> {
     let per_thread = phones.len().div_ceil(cfg.threads);
     let tallies: Vec<Result<Tally>> = std::thread::scope(|s| {
         let handles: Vec<_> = phones
@@ -336,8 +369,10 @@ fn progress(cfg: &DemoConfig, arm: Arm) -> ProgressBar {
     let visits = cfg.devices * cfg.days * cfg.visits_per_day;
     let bar = ProgressBar::new(visits as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} online [{bar:30}] {pos}/{len} visits {msg} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} online [{bar:30}] {pos}/{len} visits {msg} ({eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(arm.name().to_owned());
     bar

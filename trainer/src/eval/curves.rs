@@ -57,7 +57,11 @@ fn draw(curves: &[Curve], path: &Path) -> Result<()> {
             series: curves
                 .iter()
                 .map(|c| {
-                    let points = c.epochs.iter().map(|e| (e.epoch as f64, value(e))).collect();
+                    let points = c
+                        .epochs
+                        .iter()
+                        .map(|e| (e.epoch as f64, value(e)))
+                        .collect();
                     (c.label.clone(), points)
                 })
                 .collect(),

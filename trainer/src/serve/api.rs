@@ -80,10 +80,7 @@ impl AppState {
 
     /// The bundle being served; a request keeps the one it started with.
     pub fn model(&self) -> Arc<Model> {
-        self.model
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Verifies the bundle in `dir` and swaps it in (the next round of Algorithm 1): later
