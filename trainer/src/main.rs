@@ -303,13 +303,20 @@ impl DemoArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo's 800 phones would log every model install: it shows progress bars instead.
+    let default_log = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(a) => synth_cmd(&a),
         Command::Data(DataCommand::Stats { input, json }) => stats_cmd(&input, json),

@@ -11,6 +11,9 @@ use super::metrics::ctr;
 use crate::error::{Result, TrainerError};
 use crate::eval::chart::{write_lines, LinePanel};
 
+/// A chart panel: its title and the metric it plots.
+type Panel = (&'static str, fn(&DayRow) -> f64);
+
 /// Sums over the visits of one arm and day.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Tally {
@@ -130,7 +133,7 @@ impl Online {
     }
 
     fn panels(&self) -> Vec<LinePanel> {
-        let metrics: [(&str, fn(&DayRow) -> f64); 2] = [
+        let metrics: [Panel; 2] = [
             ("CTR@10 per simulated day", |r| r.ctr10),
             ("NDCG@10 vs planted preferences", |r| r.ndcg10),
         ];

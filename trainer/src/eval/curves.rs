@@ -44,8 +44,11 @@ pub fn write(curves: &[Curve], dir: &Path) -> Result<()> {
     draw(curves, &dir.join("curves.svg"))
 }
 
+/// A chart panel: its title and the value it plots per epoch.
+type Panel = (&'static str, fn(&EpochLog) -> f64);
+
 fn draw(curves: &[Curve], path: &Path) -> Result<()> {
-    let panels: [(&str, fn(&EpochLog) -> f64); 2] = [
+    let panels: [Panel; 2] = [
         ("training loss (BCE)", |e| e.loss),
         ("validation NDCG@10", |e| e.valid_ndcg10),
     ];
