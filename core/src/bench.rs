@@ -2,32 +2,37 @@
 //! device --json` prints. Benchmarks are not tests: nothing here asserts a time.
 //!
 //! The ort side of `tract_over_ort_100` needs ONNX Runtime, which the device runtime does not
-//! link: [`device`] leaves it `None` and the trainer's CLI fills it in from its own ort run of
-//! the same bundle and inputs ([`candidates`]) with [`DeviceBench::with_ort_p50`].
+//! link: [`device`] leaves it `None` and the trainer's CLI fills it in from its own runs of
+//! `fast.onnx` in both runtimes on identical inputs with [`DeviceBench::with_ort_ratio`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::gru_seq::GruSeq;
 use tract_onnx::tract_core::ops::Cost;
 
 use crate::error::{Result, SlowFastError};
-use crate::manifest::{Manifest, DEVICE_FILES, FAST_ONNX, MANIFEST_JSON};
+use crate::manifest::{io_contract, Dim, Manifest, DEVICE_FILES, FAST_ONNX, MANIFEST_JSON};
 use crate::wire::{FeedItem, FeedResponse};
 use crate::{Config, SlowFast};
 
 /// The keys of `slowfast bench device --json` (plus the floor's inputs).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeviceBench {
     /// `rerank` of 100 candidates (new to the cache each time), full 50/50 windows, p50.
     pub rerank_100_p50_ms: f64,
     pub rerank_500_p50_ms: f64,
     /// The fast model's multiply-adds for 100 candidates at this core's measured FMA rate.
     pub rerank_100_floor_ms: f64,
-    /// tract p50 over ort p50 for 100 candidates; `None` until the CLI adds ort's figure.
+    /// tract p50 over ort p50 of one `fast.onnx` call for 100 candidates (one thread each);
+    /// `None` until the CLI adds ort's figure.
     pub tract_over_ort_100: Option<f64>,
+    /// The two medians behind `tract_over_ort_100`.
+    pub fast_tract_100_p50_ms: Option<f64>,
+    pub fast_ort_100_p50_ms: Option<f64>,
     /// `record_exposure` of a known item (one `GRU_n` step + the durable write), p50.
     pub record_exposure_p50_us: f64,
     /// `SlowFast::open` of a store holding a bundle (verify + tract plans + restore), median.
@@ -43,9 +48,11 @@ pub struct DeviceBench {
 }
 
 impl DeviceBench {
-    /// Adds ort's p50 for 100 candidates.
-    pub fn with_ort_p50(mut self, ort_rerank_100_p50_ms: f64) -> DeviceBench {
-        self.tract_over_ort_100 = Some(self.rerank_100_p50_ms / ort_rerank_100_p50_ms);
+    /// Adds the medians of one `fast.onnx` call for 100 candidates in tract and in ort.
+    pub fn with_ort_ratio(mut self, tract_p50_ms: f64, ort_p50_ms: f64) -> DeviceBench {
+        self.tract_over_ort_100 = Some(tract_p50_ms / ort_p50_ms);
+        self.fast_tract_100_p50_ms = Some(tract_p50_ms);
+        self.fast_ort_100_p50_ms = Some(ort_p50_ms);
         self
     }
 }
@@ -105,7 +112,12 @@ fn run(bundle_dir: &Path, scratch: &Path) -> Result<DeviceBench> {
     };
     let rerank_100_p50_ms = rerank(100, 200)?;
     let rerank_500_p50_ms = rerank(500, 60)?;
-    let fast_fma_100 = fast_fma(&std::fs::read(bundle_dir.join(FAST_ONNX))?, &manifest, 100)?;
+    let fast_fma_100 = model_fma(
+        &std::fs::read(bundle_dir.join(FAST_ONNX))?,
+        &manifest,
+        FAST_ONNX,
+        100,
+    )?;
     let core_gflops = core_gflops()?;
     let mut bundle_bytes = std::fs::metadata(bundle_dir.join(MANIFEST_JSON))?.len();
     for file in DEVICE_FILES {
@@ -116,6 +128,8 @@ fn run(bundle_dir: &Path, scratch: &Path) -> Result<DeviceBench> {
         rerank_500_p50_ms,
         rerank_100_floor_ms: 2.0 * fast_fma_100 as f64 / (core_gflops * 1e9) * 1e3,
         tract_over_ort_100: None,
+        fast_tract_100_p50_ms: None,
+        fast_ort_100_p50_ms: None,
         record_exposure_p50_us: median(exposures),
         open_ms: median(opens),
         rss_mb,
@@ -151,24 +165,30 @@ pub fn candidates(manifest: &Manifest, prefix: &str, start: u64, n: usize) -> Fe
     }
 }
 
-/// Multiply-adds of `fast.onnx` for `n` candidates, from tract's cost model of the
-/// decluttered graph.
-pub fn fast_fma(bytes: &[u8], manifest: &Manifest, n: usize) -> Result<u64> {
-    let d = manifest.dim;
-    let w = manifest.windows;
-    let shapes: [(DatumType, Vec<usize>); 7] = [
-        (f32::datum_type(), vec![w.clicks, d]),
-        (i64::datum_type(), vec![1]),
-        (f32::datum_type(), vec![w.exposures, d]),
-        (i64::datum_type(), vec![1]),
-        (f32::datum_type(), vec![n, d]),
-        (f32::datum_type(), vec![n, d]),
-        (f32::datum_type(), vec![n, d]),
-    ];
+/// Multiply-adds of the bundle's model `file` (`fast.onnx`, `slow.onnx`, …) for `n` rows on
+/// its dynamic axis with full windows: tract's cost model of the decluttered graph, plus the
+/// fused GRUs, which that model does not count — per step and batch row the input product
+/// (`3h × in`, unless projected out of the op) and the recurrent one (`3h × h`).
+pub fn model_fma(bytes: &[u8], manifest: &Manifest, file: &str, n: usize) -> Result<u64> {
+    let (inputs, _) = io_contract(file, manifest.dim, &manifest.windows)
+        .ok_or_else(|| model_err(format!("{file} is not a model file")))?;
     let mut model = tract_onnx::onnx()
         .model_for_read(&mut &*bytes)
         .map_err(model_err)?;
-    for (i, (dt, shape)) in shapes.into_iter().enumerate() {
+    for (i, spec) in inputs.iter().enumerate() {
+        let shape: Vec<usize> = spec
+            .shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(k) => *k,
+                Dim::Dynamic(_) => n,
+            })
+            .collect();
+        let dt = if spec.dtype == "int64" {
+            i64::datum_type()
+        } else {
+            f32::datum_type()
+        };
         model = model
             .with_input_fact(i, InferenceFact::dt_shape(dt, shape))
             .map_err(model_err)?;
@@ -180,6 +200,16 @@ pub fn fast_fma(bytes: &[u8], manifest: &Manifest, n: usize) -> Result<u64> {
     let mut fma = 0u64;
     for node in typed.nodes() {
         let facts = typed.node_input_facts(node.id).map_err(model_err)?;
+        if let Some(gru) = node.op_as::<GruSeq>() {
+            let x = facts[0]
+                .shape
+                .as_concrete()
+                .ok_or_else(|| model_err("GRU input shape"))?;
+            let (rows, steps) = (x[0] as u64, x[1] as u64);
+            let h = gru.hidden as u64;
+            let input = if gru.projected { 0 } else { x[2] as u64 };
+            fma += rows * steps * 3 * h * (input + h);
+        }
         for (cost, count) in node.op.cost(&facts).map_err(model_err)? {
             if matches!(cost, Cost::FMA(_)) {
                 fma += count.to_i64().map_err(model_err)?.max(0) as u64;

@@ -673,6 +673,7 @@ impl Engine {
         let batch = Batch {
             last_seq,
             request: UploadRequest {
+                user: Some(self.config.user.clone()),
                 idempotency_key: uuid::Uuid::new_v4().to_string(),
                 model_version: version,
                 neg_memory: self.neg_memory.clone(),

@@ -9,8 +9,9 @@
 //! | `GET /v1/model/{file}` | `If-None-Match` | the file's bytes, `ETag` |
 //! | any 4xx/5xx | — | [`ErrorBody`] |
 //!
-//! Every request carries `Authorization: Bearer <token>`; the token names the user, so no body
-//! or query names one. Item ids are the app's own ids as strings. Timestamps are Unix
+//! Every request carries `Authorization: Bearer <token>`; the token names the user. A request
+//! may also name the user it means (`user` in an upload, `?user=` on a feed): when that is not
+//! the token's user the server answers 403 and stores nothing. Item ids are the app's own ids as strings. Timestamps are Unix
 //! milliseconds.
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,9 @@ pub struct WireEvent {
 /// recorded since its last acknowledged upload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UploadRequest {
+    /// The user this upload belongs to; must be the token's user when given (else 403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Chosen by the device per batch; a retried batch reuses it and the server stores it once.
     pub idempotency_key: String,
     /// The bundle version `neg_memory` was computed with.

@@ -109,20 +109,46 @@ struct TokenArgs {
 struct BenchArgs {
     #[arg(value_enum)]
     target: BenchTarget,
-    /// The event log to train on; the synthetic default when left out.
+    /// The event log to train on (`trainer`); the synthetic default when left out.
     #[arg(long)]
     data: Option<PathBuf>,
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// The model bundle (`device`, `server`); a randomly initialised one of the default shape
+    /// (d = 32, windows 50/50) when left out — speed does not depend on the weights' values.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// Concurrent loopback clients (`server`).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds per phase (`server`: uploads, then feeds).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Items per feed (`server`).
+    #[arg(long, default_value_t = 50)]
+    k: usize,
+    /// Candidates retrieved and ranked per feed (`server`).
+    #[arg(long, default_value_t = slowfast_trainer::serve::DEFAULT_POOL)]
+    pool: usize,
     /// Print the figures as one JSON object (else pretty-printed JSON with a heading).
     #[arg(long)]
     json: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum BenchTarget {
     /// Training samples/s of the slow and fast components, seconds per epoch, peak memory.
     Trainer,
+    /// Device runtime: rerank of 100/500, record_exposure, open, memory, bundle size, tract/ort.
+    Device,
+    /// Sync server: upload and feed throughput, p50/p99 latency under a loopback load.
+    Server,
+    /// Every target above, side by side in one object.
+    All,
+    /// The device figures without ort, measured in this process (what `device` runs in a
+    /// child process so that the memory figure is an engine's alone).
+    #[value(hide = true)]
+    DeviceRuntime,
 }
 
 #[derive(Args)]
@@ -468,33 +494,78 @@ fn token_cmd(a: &TokenArgs) -> Result<()> {
 }
 
 fn bench_cmd(a: &BenchArgs) -> Result<()> {
-    let data = match &a.data {
-        Some(path) => Input {
-            data: path.clone(),
-            format: a.format,
-            lenient: false,
-        }
-        .load()?,
-        None => {
-            let log = synth::generate(&SynthConfig::default())?;
-            Dataset::from_log("synthetic", log)?
-        }
+    let json = |what: &str, v: std::result::Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|source| TrainerError::Json {
+            what: format!("{what} benchmark figures"),
+            source,
+        })
     };
-    let figures = match a.target {
-        BenchTarget::Trainer => {
-            let d = ZooConfig::default();
-            let figures = bench::trainer::run(&data.name, &data.split, d.model, d.train)?;
-            serde_json::to_value(figures)
-        }
+    let wants = |t: BenchTarget| a.target == t || a.target == BenchTarget::All;
+    let mut figures = serde_json::Map::new();
+    if a.target == BenchTarget::DeviceRuntime {
+        let bundle = a.bundle.as_deref().ok_or_else(|| {
+            TrainerError::InvalidArgument("bench device-runtime needs --bundle".into())
+        })?;
+        let device = slowfast_core::bench::device(bundle)?;
+        figures.insert(
+            "device".into(),
+            json("device", serde_json::to_value(device))?,
+        );
     }
-    .map_err(|source| TrainerError::Json {
-        what: "benchmark figures".into(),
-        source,
-    })?;
+    if wants(BenchTarget::Device) {
+        let device = bench::device::run(a.bundle.as_deref())?;
+        figures.insert(
+            "device".into(),
+            json("device", serde_json::to_value(device))?,
+        );
+    }
+    if wants(BenchTarget::Server) {
+        let server = bench::device::with_bundle(a.bundle.as_deref(), |bundle| {
+            slowfast_trainer::serve::bench::run(&slowfast_trainer::serve::bench::BenchConfig {
+                bundle: bundle.to_path_buf(),
+                concurrency: a.concurrency.max(1),
+                pool: a.pool,
+                k: a.k,
+                duration: std::time::Duration::from_secs(a.seconds.max(1)),
+            })
+        })?;
+        figures.insert(
+            "server".into(),
+            json("server", serde_json::to_value(server))?,
+        );
+    }
+    if wants(BenchTarget::Trainer) {
+        let data = match &a.data {
+            Some(path) => Input {
+                data: path.clone(),
+                format: a.format,
+                lenient: false,
+            }
+            .load()?,
+            None => {
+                let log = synth::generate(&SynthConfig::default())?;
+                Dataset::from_log("synthetic", log)?
+            }
+        };
+        let d = ZooConfig::default();
+        let trainer = bench::trainer::run(&data.name, &data.split, d.model, d.train)?;
+        let mut v = json("trainer", serde_json::to_value(trainer))?;
+        v["data"] = serde_json::Value::String(data.name.clone());
+        figures.insert("trainer".into(), v);
+    }
+    // One target prints its own object (the keys its issue names); `all` nests them.
+    let out = match (a.target, figures.len()) {
+        (BenchTarget::All, _) | (_, 0) => serde_json::Value::Object(figures),
+        _ => figures
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or_default(),
+    };
     if a.json {
-        println!("{figures}");
+        println!("{out}");
     } else {
-        println!("bench ({})\n{figures:#}", data.name);
+        println!("bench\n{out:#}");
     }
     Ok(())
 }

@@ -158,6 +158,7 @@ fn train_from_db_continues_a_checkpoint_on_what_devices_uploaded() {
         let store = Store::connect(&db).await.unwrap();
         for u in 0..20u32 {
             let mut req = UploadRequest {
+                user: None,
                 idempotency_key: format!("k{u}"),
                 model_version: "v0".into(),
                 neg_memory: vec![0.0; 32],

@@ -35,6 +35,7 @@ macro_rules! on_both {
 on_both!(
     upload_is_stored_once_per_key,
     tokens_are_required_and_checked,
+    a_token_acts_only_for_its_own_user,
     every_limit_gets_a_4xx_naming_the_field_and_stores_nothing,
     model_and_files_are_served_with_etags,
     feed_checks_k_and_needs_the_slow_model,
@@ -134,6 +135,34 @@ fn tokens_are_required_and_checked(b: Backend) {
         }
     }
     assert_eq!(counts(&s.db), (0, 0));
+}
+
+fn a_token_acts_only_for_its_own_user(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    let mut body = upload_body("k1", &["i1"], &[]);
+    body["user"] = json!("bob");
+    let (status, e) = post(&s, "alice", &body);
+    assert_eq!(status, 403, "{e}");
+    assert_eq!(
+        (e["error"].as_str(), e["field"].as_str()),
+        (Some("forbidden"), Some("user"))
+    );
+    assert_eq!(counts(&s.db), (0, 0));
+    let feed = |user: &str| {
+        client()
+            .get(s.server.url(&format!("/v1/feed?k=5&user={user}")))
+            .header(AUTHORIZATION, format!("Bearer {}", token("alice")))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(feed("bob"), 403);
+    assert_ne!(feed("alice"), 403);
+    // Naming oneself is accepted.
+    body["user"] = json!("alice");
+    assert_eq!(post(&s, "alice", &body).0, 200);
+    assert_eq!(counts(&s.db), (1, 1));
 }
 
 fn every_limit_gets_a_4xx_naming_the_field_and_stores_nothing(b: Backend) {

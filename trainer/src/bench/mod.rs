@@ -1,6 +1,7 @@
 //! `slowfast bench`: the benchmarks of DESIGN.md §10, one module per target. Each reports one
 //! JSON object of figures; benchmarks are never tests and assert nothing about time.
 
+pub mod device;
 pub mod trainer;
 
 /// The peak resident set size of this process in MiB (`VmHWM`), where the OS reports it.

@@ -130,6 +130,7 @@ impl Cloud {
 
 fn history_request(dim: usize) -> UploadRequest {
     UploadRequest {
+        user: None,
         idempotency_key: HISTORY.into(),
         model_version: HISTORY.into(),
         neg_memory: vec![0.0; dim],

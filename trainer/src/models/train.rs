@@ -64,6 +64,8 @@ pub struct EpochLog {
 }
 
 /// Fits `net`'s variables `vars` on `train`, keeping the weights of the best validation epoch.
+/// Without validation cases (a tiny or freshly uploaded data set) there is nothing to stop
+/// early on: every epoch runs and the last weights are kept.
 pub fn fit(
     net: &dyn Net,
     vars: &[(String, Var)],
@@ -90,6 +92,13 @@ pub fn fit(
     let per_batch = (cfg.batch / (1 + cfg.negatives)).max(1);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut logs = Vec::new();
+    let validated = !valid.cases.is_empty();
+    if !validated {
+        tracing::warn!(
+            label,
+            "no validation cases: training every epoch, no early stopping"
+        );
+    }
     let mut best = (valid.ndcg10(net, windows, &device)?, snapshot(vars)?);
     let mut since_best = 0;
     let bar = progress(cfg.max_epochs * order.len().div_ceil(per_batch), label);
@@ -138,6 +147,9 @@ pub fn fit(
             log.loss
         ));
         logs.push(log);
+        if !validated {
+            continue;
+        }
         if ndcg > best.0 {
             best = (ndcg, snapshot(vars)?);
             since_best = 0;
@@ -149,7 +161,9 @@ pub fn fit(
         }
     }
     bar.finish_and_clear();
-    restore(vars, &best.1)?;
+    if validated {
+        restore(vars, &best.1)?;
+    }
     Ok(logs)
 }
 

@@ -186,6 +186,19 @@ fn user_of(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     Ok(state.secret.verify(token.trim(), unix_now())?)
 }
 
+/// Refuses (403) a request that names a user other than its token's.
+fn check_owner(user: &str, named: Option<&str>) -> ApiResult<()> {
+    match named {
+        Some(named) if named != user => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            Some("user".into()),
+            format!("this token is for user {user:?}; it cannot act for user {named:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/upload`.
 pub async fn upload(
     State(state): State<Arc<AppState>>,
@@ -213,6 +226,7 @@ pub async fn upload(
             format!("cannot read the upload: {e}"),
         )
     })?;
+    check_owner(&user, req.user.as_deref())?;
     check_upload(&req, &state.model().bundle.items)?;
     let answer = state
         .store
@@ -242,6 +256,7 @@ pub async fn feed(
             r.body_text(),
         )
     })?;
+    check_owner(&user, query.get("user").map(String::as_str))?;
     let k = check_k(query.get("k").map(String::as_str))?;
     let model = state.model();
     let Some(ranker) = model.ranker.clone() else {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use slowfast_core::manifest::{ItemTable, Manifest, ITEMS_JSON, MANIFEST_JSON};
+use slowfast_core::manifest::{ItemTable, Manifest, ITEMS_JSON, MANIFEST_JSON, SLOW_ONNX};
 use slowfast_core::wire::{UploadRequest, WireEvent};
 
 use super::auth::{unix_now, Secret};
@@ -40,9 +40,15 @@ pub struct ServerFigures {
     pub feed_rps: Option<f64>,
     pub feed_p50_ms: Option<f64>,
     pub feed_p99_ms: Option<f64>,
-    /// The floor of one feed: its median latency with a single client (no queueing), when a
-    /// bundle with `slow.onnx` is measured.
+    /// The floor of one feed: `slow.onnx`'s multiply-adds for `pool` candidates at this
+    /// core's measured rate (one core; the ranking is the only arithmetic of a feed).
     pub feed_floor_ms: Option<f64>,
+    /// Multiply-adds of ranking one feed's pool with `slow.onnx` (tract's cost model + GRUs).
+    pub slow_fma_per_feed: Option<u64>,
+    /// Single-core f32 GFLOP/s behind the floor.
+    pub core_gflops: Option<f64>,
+    /// Median latency of a feed with a single client (no queueing).
+    pub feed_single_client_p50_ms: Option<f64>,
 }
 
 struct ServerProcess(Child);
@@ -158,9 +164,7 @@ pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
             what: ITEMS_JSON.into(),
             source: e,
         })?;
-    let has_slow = manifest
-        .files
-        .contains_key(slowfast_core::manifest::SLOW_ONNX);
+    let has_slow = manifest.files.contains_key(SLOW_ONNX);
     let dir = std::env::temp_dir().join(format!("slowfast-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| TrainerError::io(&dir, e))?;
     let db = dir.join("bench.db").display().to_string();
@@ -195,6 +199,7 @@ pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
                         })
                         .collect();
                     let body = UploadRequest {
+                        user: None,
                         idempotency_key: format!("{w}-{i}"),
                         model_version: version.clone(),
                         neg_memory: vec![0.1; dim],
@@ -221,6 +226,9 @@ pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
                 feed_p50_ms: None,
                 feed_p99_ms: None,
                 feed_floor_ms: None,
+                slow_fma_per_feed: None,
+                core_gflops: None,
+                feed_single_client_p50_ms: None,
             };
             if has_slow {
                 let k = cfg.k;
@@ -233,12 +241,22 @@ pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
                         )
                     }
                 };
-                let (_, floor, _) = phase(1, cfg.duration / 4, feed.clone()).await?;
+                let (_, single, _) = phase(1, cfg.duration / 4, feed.clone()).await?;
                 let (rps, p50, p99) = phase(cfg.concurrency, cfg.duration, feed).await?;
                 figures.feed_rps = Some(rps);
                 figures.feed_p50_ms = Some(p50);
                 figures.feed_p99_ms = Some(p99);
-                figures.feed_floor_ms = Some(floor);
+                figures.feed_single_client_p50_ms = Some(single);
+                let fma = slowfast_core::bench::model_fma(
+                    &read(SLOW_ONNX)?,
+                    &manifest,
+                    SLOW_ONNX,
+                    cfg.pool,
+                )?;
+                let gflops = slowfast_core::bench::core_gflops()?;
+                figures.slow_fma_per_feed = Some(fma);
+                figures.core_gflops = Some(gflops);
+                figures.feed_floor_ms = Some(2.0 * fma as f64 / (gflops * 1e9) * 1e3);
             }
             Ok(figures)
         })

@@ -115,6 +115,7 @@ mod tests {
 
     fn upload() -> UploadRequest {
         UploadRequest {
+            user: None,
             idempotency_key: "k".into(),
             model_version: "v".into(),
             neg_memory: vec![0.5, -0.5],

@@ -76,6 +76,10 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
             object(
                 vec![
                     (
+                        "user",
+                        id("optional; when given it must be the token's user, else 403"),
+                    ),
+                    (
                         "idempotency_key",
                         id("a retried batch reuses it; stored once"),
                     ),
@@ -185,6 +189,13 @@ fn errors(op: OperationBuilder) -> OperationBuilder {
         "401",
         json_response("missing, forged or expired token", "ErrorBody"),
     )
+    .response(
+        "403",
+        json_response(
+            "the request names a user other than the token's",
+            "ErrorBody",
+        ),
+    )
     .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
 }
 
@@ -251,6 +262,15 @@ pub fn document() -> OpenApi {
                             .minimum(Some(1))
                             .maximum(Some(MAX_FEED_K)),
                     )),
+            )
+            .parameter(
+                ParameterBuilder::new()
+                    .name("user")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .schema(Some(string(
+                        "must be the token's user when given (else 403)",
+                    ))),
             )
             .response("200", json_response("best first", "FeedResponse"))
             .response(
@@ -353,6 +373,7 @@ mod tests {
         };
         assert_eq!(properties("WireEvent"), fields(&ev));
         let up = UploadRequest {
+            user: Some("u".into()),
             idempotency_key: "k".into(),
             model_version: "v".into(),
             neg_memory: vec![],
