@@ -14,8 +14,13 @@ use slowfast_trainer::models::features::Windows;
 use slowfast_trainer::models::slowfast::{SlowFast, Variant};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::models::ModelConfig;
+use slowfast_trainer::retrain::{next_round, NextRound, Uploads};
+use slowfast_trainer::serve::store::Store;
 use slowfast_trainer::synth::{self, SynthConfig};
 use slowfast_trainer::{Result, TrainerError};
+
+/// Rounds of Algorithm 1 of a fresh or resumed training.
+const DEFAULT_ROUNDS: usize = 2;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -28,9 +33,9 @@ pub struct TrainArgs {
     /// The checkpoint directory (weights.safetensors + checkpoint.json).
     #[arg(long)]
     out: PathBuf,
-    /// Rounds of Algorithm 1.
-    #[arg(long, default_value_t = 2)]
-    rounds: usize,
+    /// Rounds of Algorithm 1 [default: 2; with --from-db: further rounds, default 1].
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Seed of the initial weights and of training.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -43,6 +48,13 @@ pub struct TrainArgs {
     /// Continue the checkpoint in `--out` from the round after the last one it saved.
     #[arg(long)]
     resume: bool,
+    /// Train the next round from what devices uploaded to a sync server's database (a SQLite
+    /// file or `postgres://` URL), continuing `--checkpoint` (the model the devices run).
+    #[arg(long, requires = "checkpoint", conflicts_with_all = ["data", "resume"])]
+    from_db: Option<String>,
+    /// The checkpoint to continue with --from-db; the next round is saved to `--out`.
+    #[arg(long, requires = "from_db")]
+    checkpoint: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -104,6 +116,9 @@ fn load_data(data: Option<&Path>, format: Option<Format>) -> Result<Dataset> {
 }
 
 pub fn train(a: &TrainArgs) -> Result<()> {
+    if let (Some(url), Some(checkpoint)) = (&a.from_db, &a.checkpoint) {
+        return train_from_db(a, url, checkpoint);
+    }
     let data = load_data(a.data.as_deref(), a.format)?;
     let mut ckpt = if a.resume {
         let mut ckpt = Checkpoint::load(&a.out)?;
@@ -115,7 +130,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
                 data.name
             )));
         }
-        ckpt.config.rounds = a.rounds;
+        ckpt.config.rounds = a.rounds.unwrap_or(DEFAULT_ROUNDS);
         ckpt
     } else {
         Checkpoint::init(CheckpointConfig {
@@ -129,7 +144,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
                 ..TrainConfig::default()
             },
             seed: a.seed,
-            rounds: a.rounds,
+            rounds: a.rounds.unwrap_or(DEFAULT_ROUNDS),
             round: 0,
             dataset: data.name.clone(),
             commit: source_commit(),
@@ -144,6 +159,45 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         ckpt.config.round,
         ckpt.config.rounds,
         data.name,
+        model_version(&ckpt.model)?
+    );
+    Ok(())
+}
+
+/// `train --from-db`: the uploads in the sync server's database → the next round of
+/// Algorithm 1 from `checkpoint` (the path the demo's nightly retraining takes).
+fn train_from_db(a: &TrainArgs, url: &str, checkpoint: &Path) -> Result<()> {
+    let mut ckpt = Checkpoint::load(checkpoint)?;
+    let version = model_version(&ckpt.model)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TrainerError::io("tokio runtime", e))?;
+    let uploads = rt.block_on(async {
+        let store = Store::connect(url).await?;
+        let uploads = Uploads::read(&store, &ckpt.config.items, &version).await;
+        store.close().await;
+        uploads
+    })?;
+    println!(
+        "{url}: {} events of {} users ({} trainable), {} on unknown items left out; \
+         {} devices uploaded r̂2 with model {version}",
+        uploads.log.events.len(),
+        uploads.log.users.len(),
+        uploads.split.timelines.len(),
+        uploads.unknown_items,
+        uploads.neg_memories
+    );
+    let next = NextRound {
+        rounds: a.rounds.unwrap_or(1),
+        epochs: a.epochs,
+    };
+    next_round(&mut ckpt, &uploads, next, url, &a.out)?;
+    println!(
+        "{}: MC2-SF after round {} (from {}, model version {version} → {})",
+        a.out.display(),
+        ckpt.config.round,
+        checkpoint.display(),
         model_version(&ckpt.model)?
     );
     Ok(())

@@ -48,6 +48,13 @@ pub enum TrainerError {
     /// A bearer token is missing, malformed, forged or expired (`slowfast serve`).
     #[error("token: {0}")]
     Token(String),
+    /// A stage of `slowfast demo` failed; `source` says why.
+    #[error("demo stage `{stage}` failed: {source}")]
+    Stage {
+        stage: String,
+        #[source]
+        source: Box<TrainerError>,
+    },
     /// The SVG chart could not be drawn.
     #[error("chart {path}: {reason}")]
     Chart { path: PathBuf, reason: String },

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use slowfast_trainer::baselines::{self, ZooConfig};
 use slowfast_trainer::bench;
 use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
+use slowfast_trainer::demo::{self, DemoConfig};
 use slowfast_trainer::eval::{chart, curves, runner};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{self, SynthConfig};
@@ -39,7 +40,8 @@ enum Command {
     Data(DataCommand),
     /// Evaluate models with the paper's protocol; writes results.json, results.md, results.svg.
     Eval(EvalArgs),
-    /// The main job on the synthetic default: synth → evaluate every available model.
+    /// The slow-fast loop online on the synthetic default: train → export → serve → simulated
+    /// phones → nightly retraining; CTR@10 and NDCG@10 per day for four arms.
     Demo(DemoArgs),
     /// The sync server: uploads, feeds ranked by the slow model, model files (see `serve` docs).
     Serve(ServeArgs),
@@ -255,34 +257,92 @@ impl TrainingArgs {
     }
 }
 
+/// `slowfast demo` (see `slowfast_trainer::demo`); the defaults finish in minutes on 2 cores.
 #[derive(Args)]
 struct DemoArgs {
-    /// Where the demo writes its data and reports.
+    /// Where the demo writes checkpoints, bundles, server databases and reports.
     #[arg(long, default_value = "out/demo")]
     out: PathBuf,
-    /// Seeds; the demo keeps to one so it finishes in minutes (`eval` defaults to 3).
-    #[arg(long, default_value_t = 1)]
-    seeds: u64,
-    /// The most epochs per fit (kept small for the demo).
-    #[arg(long, default_value_t = 6)]
+    /// Simulated phones per arm (world users 0..N).
+    #[arg(long, default_value_t = DemoConfig::default().devices)]
+    devices: usize,
+    /// Simulated days; the server retrains after each day but the last.
+    #[arg(long, default_value_t = DemoConfig::default().days)]
+    days: usize,
+    /// App visits per phone and day (each shows the top 10 of a feed).
+    #[arg(long, default_value_t = DemoConfig::default().visits_per_day)]
+    visits: usize,
+    /// Candidates per feed that the device re-ranks.
+    #[arg(long, default_value_t = DemoConfig::default().feed_k)]
+    feed: usize,
+    /// Users of the synthetic world (its logged history is the initial training data).
+    #[arg(long, default_value_t = SynthConfig::default().users)]
+    users: usize,
+    /// Items of the synthetic world.
+    #[arg(long, default_value_t = SynthConfig::default().items)]
+    items: usize,
+    /// The most epochs per fit of the initial training.
+    #[arg(long, default_value_t = DemoConfig::default().train.max_epochs)]
     epochs: usize,
-    /// Adam's learning rate: the paper's 5e-4 needs many more epochs on the synthetic default
-    /// than a demo can spend, so the demo trains faster (`eval` keeps 5e-4).
-    #[arg(long, default_value_t = 1e-2)]
+    /// The most epochs per fit of each nightly next round.
+    #[arg(long, default_value_t = DemoConfig::default().retrain.epochs)]
+    retrain_epochs: usize,
+    /// Adam's learning rate: the paper's 5e-4 needs many more epochs than a demo can spend.
+    #[arg(long, default_value_t = DemoConfig::default().train.lr)]
     lr: f64,
+    /// Seed of the weights, the training and the users' random streams.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Threads driving the phones.
+    #[arg(long, default_value_t = DemoConfig::default().threads)]
+    threads: usize,
 }
 
-/// What the demo evaluates: the harness checks and the paper's slow-fast models.
-const DEMO_MODELS: [&str; 5] = ["Random", "Pop", "DIN", "DIN w/ F2S", "MC2-SF"];
+impl DemoArgs {
+    fn config(&self) -> DemoConfig {
+        let d = DemoConfig::default();
+        DemoConfig {
+            out: self.out.clone(),
+            synth: SynthConfig {
+                users: self.users,
+                items: self.items,
+                ..d.synth
+            },
+            devices: self.devices,
+            days: self.days,
+            visits_per_day: self.visits,
+            feed_k: self.feed,
+            train: TrainConfig {
+                max_epochs: self.epochs,
+                lr: self.lr,
+                seed: self.seed,
+                ..d.train
+            },
+            retrain: slowfast_trainer::retrain::NextRound {
+                epochs: self.retrain_epochs,
+                ..d.retrain
+            },
+            threads: self.threads,
+            ..d
+        }
+    }
+}
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo's 800 phones would log every model install: it shows progress bars instead.
+    let default_log = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(a) => synth_cmd(&a),
         Command::Data(DataCommand::Stats { input, json }) => stats_cmd(&input, json),
@@ -406,27 +466,10 @@ fn evaluate_and_report(
 }
 
 fn demo_cmd(a: &DemoArgs) -> Result<()> {
-    let cfg = SynthConfig::default();
-    let path = a.out.join("synthetic.csv.gz");
-    write_synth(&cfg, &path)?;
-    let data = Dataset::load(&path, Format::Csv, ReadOptions::default())?;
-    let data = Dataset {
-        name: "synthetic".into(),
-        ..data
-    };
-    let models: Vec<String> = DEMO_MODELS.iter().map(|m| m.to_string()).collect();
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let d = ZooConfig::default();
-    let zoo = ZooConfig {
-        rounds: 1,
-        train: TrainConfig {
-            max_epochs: a.epochs,
-            lr: a.lr,
-            ..d.train
-        },
-        ..d
-    };
-    evaluate_and_report(&data, &models, a.seeds, &a.out.join("eval"), command, zoo)
+    let outcome = demo::run(&a.config())?;
+    println!("{}", outcome.online.markdown());
+    println!("wrote {}/online.{{json,md,svg}}", a.out.display());
+    Ok(())
 }
 
 fn serve_cmd(a: &ServeArgs) -> Result<()> {

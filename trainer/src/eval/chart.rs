@@ -1,5 +1,6 @@
-//! An SVG bar chart of every metric per model (plotters' SVG backend: no fonts or system
-//! libraries needed).
+//! SVG charts (plotters' SVG backend: no fonts or system libraries needed): a bar chart of
+//! every metric per model, and line charts in side-by-side panels (training curves, the demo's
+//! online metrics per day).
 
 use std::path::Path;
 
@@ -77,6 +78,68 @@ fn draw(results: &Results, path: &Path) -> std::result::Result<(), Box<dyn std::
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// One panel of a line chart: a title, the x axis name and labelled series of `(x, y)` points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinePanel {
+    pub title: String,
+    pub x_desc: String,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Draws `panels` side by side into an SVG of `size` pixels, one line per series (series `k`
+/// has the same colour in every panel); y runs from 0 to just above the largest value.
+pub fn write_lines(panels: &[LinePanel], size: (u32, u32), path: &Path) -> Result<()> {
+    draw_lines(panels, size, path).map_err(|e| TrainerError::Chart {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn draw_lines(
+    panels: &[LinePanel],
+    size: (u32, u32),
+    path: &Path,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, panel) in areas.iter().zip(panels) {
+        let points = || panel.series.iter().flat_map(|(_, p)| p.iter());
+        let x_min = points().map(|p| p.0).fold(f64::INFINITY, f64::min);
+        let x_min = if x_min.is_finite() { x_min } else { 0.0 };
+        let x_max = points().map(|p| p.0).fold(x_min + 1.0, f64::max);
+        let top = points()
+            .map(|p| p.1)
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max)
+            .max(1e-3)
+            * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x_min..x_max, 0f64..top)?;
+        chart.configure_mesh().x_desc(&panel.x_desc).draw()?;
+        for (k, (label, points)) in panel.series.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()?;
+    }
     root.present()?;
     Ok(())
 }

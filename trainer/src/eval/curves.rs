@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::chart::{write_lines, LinePanel};
 use crate::error::{Result, TrainerError};
 use crate::models::slowfast::TrainLog;
 use crate::models::train::EpochLog;
@@ -41,67 +41,36 @@ pub fn write(curves: &[Curve], dir: &Path) -> Result<()> {
     })?;
     let path = dir.join("curves.json");
     std::fs::write(&path, json + "\n").map_err(|e| TrainerError::io(&path, e))?;
-    let path = dir.join("curves.svg");
-    draw(curves, &path).map_err(|e| TrainerError::Chart {
-        path: path.clone(),
-        reason: e.to_string(),
-    })
+    draw(curves, &dir.join("curves.svg"))
 }
 
-type Panel<'a> = (&'a str, fn(&EpochLog) -> f64);
+/// A chart panel: its title and the value it plots per epoch.
+type Panel = (&'static str, fn(&EpochLog) -> f64);
 
-fn draw(curves: &[Curve], path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let height = 420 + 16 * curves.len() as u32;
-    let root = SVGBackend::new(path, (1400, height)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let panels: [Panel<'_>; 2] = [
+fn draw(curves: &[Curve], path: &Path) -> Result<()> {
+    let panels: [Panel; 2] = [
         ("training loss (BCE)", |e| e.loss),
         ("validation NDCG@10", |e| e.valid_ndcg10),
     ];
-    let areas = root.split_evenly((1, 2));
-    for (area, (title, value)) in areas.iter().zip(panels) {
-        let epochs = curves
-            .iter()
-            .map(|c| c.epochs.len())
-            .max()
-            .unwrap_or(1)
-            .max(2);
-        let top = curves
-            .iter()
-            .flat_map(|c| c.epochs.iter().map(value))
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max)
-            .max(1e-3)
-            * 1.05;
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(1f64..epochs as f64, 0f64..top)?;
-        chart.configure_mesh().x_desc("epoch").draw()?;
-        for (k, c) in curves.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
-            let points: Vec<(f64, f64)> = c
-                .epochs
+    let panels: Vec<LinePanel> = panels
+        .iter()
+        .map(|(title, value)| LinePanel {
+            title: (*title).to_owned(),
+            x_desc: "epoch".into(),
+            series: curves
                 .iter()
-                .map(|e| (e.epoch as f64, value(e)))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-                .label(c.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 11))
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
+                .map(|c| {
+                    let points = c
+                        .epochs
+                        .iter()
+                        .map(|e| (e.epoch as f64, value(e)))
+                        .collect();
+                    (c.label.clone(), points)
+                })
+                .collect(),
+        })
+        .collect();
+    write_lines(&panels, (1400, 420 + 16 * curves.len() as u32), path)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The HTTP handlers of `/v1` and their JSON errors ([`ErrorBody`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -19,17 +19,81 @@ use super::retrieval;
 use super::store::Store;
 use crate::error::TrainerError;
 
-/// What every handler shares.
-pub struct AppState {
+/// What a bundle gives the server: the files it hands out, the slow model and the
+/// popularity order retrieval falls back on. Swapped as a whole by [`AppState::reload`].
+pub struct Model {
     pub bundle: Bundle,
-    pub store: Store,
-    pub secret: Secret,
     /// `None` when the bundle has no `slow.onnx`: the feed answers 503.
     pub ranker: Option<Arc<SlowRanker>>,
     /// Item indices by popularity, most popular first.
     pub popular: Vec<u32>,
+}
+
+impl Model {
+    /// Opens and verifies the bundle in `dir` and loads `slow.onnx` with ort when it has one
+    /// (one single-threaded session per core).
+    pub fn load(dir: &std::path::Path) -> crate::Result<Model> {
+        let bundle = Bundle::open(dir)?;
+        let ranker = match &bundle.slow_onnx {
+            Some(path) => {
+                let sessions = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let m = &bundle.manifest;
+                Some(Arc::new(SlowRanker::load(
+                    path,
+                    m.dim,
+                    m.windows.slow_history,
+                    sessions,
+                )?))
+            }
+            None => {
+                tracing::warn!(bundle = %dir.display(), "no slow.onnx in the bundle: /v1/feed answers 503");
+                None
+            }
+        };
+        let popular = retrieval::by_popularity(&bundle.items);
+        Ok(Model {
+            bundle,
+            ranker,
+            popular,
+        })
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    model: RwLock<Arc<Model>>,
+    pub store: Store,
+    pub secret: Secret,
     /// Candidates retrieved per feed before ranking.
     pub pool: usize,
+}
+
+impl AppState {
+    pub fn new(model: Model, store: Store, secret: Secret, pool: usize) -> AppState {
+        AppState {
+            model: RwLock::new(Arc::new(model)),
+            store,
+            secret,
+            pool: pool.max(1),
+        }
+    }
+
+    /// The bundle being served; a request keeps the one it started with.
+    pub fn model(&self) -> Arc<Model> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Verifies the bundle in `dir` and swaps it in (the next round of Algorithm 1): later
+    /// requests rank with its `slow.onnx` and `GET /v1/model` serves it under its new ETag.
+    /// A bundle that fails to load is refused and the current one kept. Returns the new
+    /// model version.
+    pub fn reload(&self, dir: &std::path::Path) -> crate::Result<String> {
+        let model = Model::load(dir)?;
+        let version = model.bundle.manifest.model_version.clone();
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
+        tracing::info!(model_version = %version, bundle = %dir.display(), "bundle swapped in");
+        Ok(version)
+    }
 }
 
 /// An error response: a status and an [`ErrorBody`].
@@ -163,7 +227,7 @@ pub async fn upload(
         )
     })?;
     check_owner(&user, req.user.as_deref())?;
-    check_upload(&req, &state.bundle.items)?;
+    check_upload(&req, &state.model().bundle.items)?;
     let answer = state
         .store
         .record_upload(&user, &req, unix_now().saturating_mul(1000))
@@ -194,7 +258,8 @@ pub async fn feed(
     })?;
     check_owner(&user, query.get("user").map(String::as_str))?;
     let k = check_k(query.get("k").map(String::as_str))?;
-    let Some(ranker) = state.ranker.clone() else {
+    let model = state.model();
+    let Some(ranker) = model.ranker.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "model_unavailable",
@@ -202,8 +267,8 @@ pub async fn feed(
             "this server's bundle has no slow.onnx, so it cannot rank a feed".into(),
         ));
     };
-    let items = &state.bundle.items;
-    let m = &state.bundle.manifest;
+    let items = &model.bundle.items;
+    let m = &model.bundle.manifest;
     let d = m.dim;
     let history: Vec<u32> = state
         .store
@@ -217,7 +282,7 @@ pub async fn feed(
         Some((version, v)) if version == m.model_version && v.len() == d => v,
         _ => vec![0.0; d],
     };
-    let pool = retrieval::candidates(items, &state.popular, &history, state.pool);
+    let pool = retrieval::candidates(items, &model.popular, &history, state.pool);
     let gather = |ids: &[u32]| -> Vec<f32> {
         ids.iter()
             .flat_map(|&i| items.embedding(i))
@@ -282,7 +347,7 @@ pub async fn model(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Ap
     user_of(&state, &headers)?;
     Ok(conditional(
         &headers,
-        &state.bundle.manifest_file,
+        &state.model().bundle.manifest_file,
         "application/json",
     ))
 }
@@ -302,10 +367,11 @@ pub async fn model_file(
             r.body_text(),
         )
     })?;
-    let served = state.bundle.files.get(&file).ok_or_else(|| {
+    let model = state.model();
+    let served = model.bundle.files.get(&file).ok_or_else(|| {
         ApiError::not_found(format!(
             "no device file {file:?} in this bundle (it has: {})",
-            state
+            model
                 .bundle
                 .files
                 .keys()
@@ -319,10 +385,11 @@ pub async fn model_file(
 
 /// `GET /healthz`.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let model = state.model();
     Json(serde_json::json!({
         "status": "ok",
-        "model_version": state.bundle.manifest.model_version,
-        "feed": state.ranker.is_some(),
+        "model_version": model.bundle.manifest.model_version,
+        "feed": model.ranker.is_some(),
     }))
 }
 

@@ -28,6 +28,10 @@
 //! starts with `postgres://`. Same queries and migrations; idempotency is a primary key checked
 //! inside the upload's transaction, so several instances on one PostgreSQL behave as one.
 //! [`store::Store::event_log`] hands what devices uploaded to the trainer (`--from-db`).
+//!
+//! # Model updates
+//! [`api::AppState::reload`] verifies a new bundle and swaps it in while serving: requests in
+//! flight finish on the old one, the next `GET /v1/model` carries the new ETag.
 
 pub mod api;
 pub mod auth;
@@ -49,10 +53,8 @@ use axum::{Json, Router};
 use slowfast_core::wire::MAX_BODY_BYTES;
 
 use crate::error::{Result, TrainerError};
-use api::AppState;
+use api::{AppState, Model};
 use auth::Secret;
-use bundle::Bundle;
-use ranker::SlowRanker;
 use store::Store;
 
 /// Candidates retrieved per feed before the slow model ranks them.
@@ -73,33 +75,14 @@ pub struct ServeConfig {
 
 /// Loads the bundle (and `slow.onnx` with ort when the bundle has one) and opens the store.
 pub async fn state(cfg: &ServeConfig) -> Result<Arc<AppState>> {
-    let bundle = Bundle::open(&cfg.bundle)?;
-    let ranker = match &bundle.slow_onnx {
-        Some(path) => {
-            let sessions = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let m = &bundle.manifest;
-            Some(Arc::new(SlowRanker::load(
-                path,
-                m.dim,
-                m.windows.slow_history,
-                sessions,
-            )?))
-        }
-        None => {
-            tracing::warn!(bundle = %cfg.bundle.display(), "no slow.onnx in the bundle: /v1/feed answers 503");
-            None
-        }
-    };
+    let model = Model::load(&cfg.bundle)?;
     let store = Store::connect(&cfg.db).await?;
-    let popular = retrieval::by_popularity(&bundle.items);
-    Ok(Arc::new(AppState {
-        bundle,
+    Ok(Arc::new(AppState::new(
+        model,
         store,
-        secret: cfg.secret.clone(),
-        ranker,
-        popular,
-        pool: cfg.pool.max(1),
-    }))
+        cfg.secret.clone(),
+        cfg.pool,
+    )))
 }
 
 /// The routes of the sync API.
@@ -156,21 +139,112 @@ pub fn run(cfg: ServeConfig) -> Result<()> {
         .map_err(|e| TrainerError::io("tokio runtime", e))?;
     rt.block_on(async move {
         let state = state(&cfg).await?;
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|e| TrainerError::io(cfg.listen.to_string(), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| TrainerError::io(cfg.listen.to_string(), e))?;
-        tracing::info!(%addr, model_version = %state.bundle.manifest.model_version, "serving");
+        let (listener, addr) = bind(cfg.listen).await?;
+        tracing::info!(%addr, model_version = %state.model().bundle.manifest.model_version, "serving");
         println!("listening on {addr}");
-        let store = state.store.clone();
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| TrainerError::io(addr.to_string(), e))?;
-        store.close().await;
-        tracing::info!("shut down cleanly");
-        Ok(())
+        serve_until(listener, state, shutdown_signal()).await
     })
+}
+
+async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| TrainerError::io(listen.to_string(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| TrainerError::io(listen.to_string(), e))?;
+    Ok((listener, addr))
+}
+
+/// Serves until `shutdown` resolves, then drains requests in flight and closes the store.
+async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| TrainerError::io("listener", e))?;
+    let store = state.store.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| TrainerError::io(addr.to_string(), e))?;
+    store.close().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// A server running in this process on its own tokio runtime (the demo and tests): its
+/// address, its state (store, [`AppState::reload`]) and a runtime handle to await the store.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    runtime: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Running {
+    /// Starts a server for `cfg` on a runtime with `workers` threads; `cfg.listen` may use
+    /// port 0 (see [`Running::addr`]).
+    pub fn start(cfg: &ServeConfig, workers: usize) -> Result<Running> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .enable_all()
+            .build()
+            .map_err(|e| TrainerError::io("tokio runtime", e))?;
+        let (state, listener, addr) = runtime.block_on(async {
+            let state = state(cfg).await?;
+            let (listener, addr) = bind(cfg.listen).await?;
+            Ok::<_, TrainerError>((state, listener, addr))
+        })?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = runtime.spawn(serve_until(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            addr,
+            state,
+            runtime,
+            stop: Some(stop),
+            served: Some(served),
+        })
+    }
+
+    /// `http://ADDR`, the base URL devices sync with.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs a future (a store query) on the server's runtime from a plain thread.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// Stops accepting, drains requests in flight and closes the store.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.served.take() {
+            Some(served) => self
+                .runtime
+                .block_on(served)
+                .map_err(|e| TrainerError::Store(format!("server task failed: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!("stopping the in-process server: {e}");
+        }
+    }
 }

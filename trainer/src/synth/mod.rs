@@ -78,7 +78,7 @@ use crate::data::{Event, EventKind, EventLog};
 use crate::error::{Result, TrainerError};
 
 pub use policy::LoggingPolicy;
-pub use world::{Response, UserState, World};
+pub use world::{Browse, Response, UserState, World};
 
 /// A user is simulated for at most this many steps per target click (a guard, never reached
 /// with sane click-model weights).
@@ -293,8 +293,27 @@ pub fn generate_with_world(cfg: &SynthConfig) -> Result<(World, EventLog)> {
     Ok((world, log))
 }
 
+/// The state of `user` at the end of the history [`generate`] writes for them: where an
+/// online simulation of the same user continues (session, fatigue, clicked items, clock).
+pub fn state_after_history(world: &World, user: u32) -> Result<UserState> {
+    if user as usize >= world.num_users() {
+        return Err(TrainerError::InvalidArgument(format!(
+            "user {user} is not in a world of {} users",
+            world.num_users()
+        )));
+    }
+    let policy = LoggingPolicy::new(world)?;
+    Ok(simulate_user(world, &policy, user, &mut Vec::new()))
+}
+
 /// Appends one user's history: slates until the user's target click count is reached.
-fn simulate_user(world: &World, policy: &LoggingPolicy<'_>, user: u32, out: &mut Vec<Event>) {
+/// Returns the user's state after it.
+fn simulate_user(
+    world: &World,
+    policy: &LoggingPolicy<'_>,
+    user: u32,
+    out: &mut Vec<Event>,
+) -> UserState {
     let cfg = world.config();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     rng.set_stream(u64::from(user) + 1); // stream 0 builds the world
@@ -327,4 +346,5 @@ fn simulate_user(world: &World, policy: &LoggingPolicy<'_>, user: u32, out: &mut
             history.push(slate[j]);
         }
     }
+    state
 }

@@ -320,6 +320,57 @@ fn respond_never_reclicks_and_counts_fatigue() {
 }
 
 #[test]
+fn browse_clicks_each_item_on_its_own_and_tires_the_rest() {
+    let world = World::new(&small(3)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let user = 7;
+    let mut state = world.new_user_state(user, &mut rng);
+    let feed: Vec<u32> = (0..10).collect();
+    let mut clicks_per_feed = Vec::new();
+    for _ in 0..30 {
+        let before: Vec<u32> = feed.iter().map(|&i| state.fatigue(i)).collect();
+        let was_clicked: Vec<bool> = feed.iter().map(|&i| state.has_clicked(i)).collect();
+        let clock = state.clock();
+        let b = world.browse(&mut state, user, &feed, &mut rng);
+        assert_eq!(b.shown_at, clock);
+        assert_eq!(b.clicked.len(), b.clicked_at.len());
+        assert!(b.clicked_at.windows(2).all(|w| w[0] < w[1]));
+        assert!(b.clicked_at.iter().all(|&t| t > clock && t < state.clock()));
+        for (j, &item) in feed.iter().enumerate() {
+            if b.clicked.contains(&j) {
+                assert!(!was_clicked[j], "item {item} clicked twice");
+                assert!(state.has_clicked(item));
+            } else {
+                assert_eq!(state.fatigue(item), before[j] + 1);
+            }
+        }
+        clicks_per_feed.push(b.clicked.len());
+    }
+    assert!(
+        clicks_per_feed.iter().any(|&n| n > 1),
+        "several clicks per feed happen: {clicks_per_feed:?}"
+    );
+    assert_eq!(state.clicks(), clicks_per_feed.iter().sum::<usize>());
+}
+
+#[test]
+fn state_after_history_continues_where_the_log_ends() {
+    let cfg = small(5);
+    let (world, log) = generate_with_world(&cfg).unwrap();
+    let users = per_user(&log);
+    for user in [0u32, 13, 39] {
+        let state = state_after_history(&world, user).unwrap();
+        let events = &users[user as usize];
+        let history = clicks(events);
+        assert_eq!(state.clicks(), history.len());
+        assert!(history.iter().all(|&i| state.has_clicked(i)));
+        let last = events.iter().map(|e| e.ts).max().unwrap();
+        assert!(state.clock() > last, "the next slate comes after the log");
+    }
+    assert!(state_after_history(&world, 40).is_err());
+}
+
+#[test]
 fn disliked_items_lose_against_no_click() {
     let world = World::new(&SynthConfig::default()).unwrap();
     let user = 0;

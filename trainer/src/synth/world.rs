@@ -248,27 +248,80 @@ impl World {
             draw -= w;
         }
 
+        let shown_at = state.clock;
+        let clicked_at = clicked.map(|_| shown_at + rng.random_range(DWELL_SECS));
+        self.advance(state, user, slate, &|j| clicked == Some(j), clicked_at, rng);
+        Response {
+            clicked,
+            shown_at,
+            clicked_at,
+        }
+    }
+
+    /// The online feed: `feed` is shown at once (at the state's clock) and the user considers
+    /// each item on its own, as a one-item slate of the click model: a click with probability
+    /// `σ(utility − no_click)`, never on an item clicked before. Clicks follow each other 2–20 s
+    /// apart, in feed order. Fatigue, session and clock then advance as after one slate.
+    pub fn browse<R: Rng + ?Sized>(
+        &self,
+        state: &mut UserState,
+        user: u32,
+        feed: &[u32],
+        rng: &mut R,
+    ) -> Browse {
+        let no_click = self.config.click.no_click;
+        let mut clicked = Vec::new();
+        for (j, &item) in feed.iter().enumerate() {
+            if let Some(u) = self.utility(state, user, item) {
+                let p = 1.0 / (1.0 + f64::from(no_click - u).exp());
+                if rng.random::<f64>() < p {
+                    clicked.push(j);
+                }
+            }
+        }
+        let shown_at = state.clock;
+        let mut ts = shown_at;
+        let clicked_at: Vec<i64> = clicked
+            .iter()
+            .map(|_| {
+                ts += rng.random_range(DWELL_SECS);
+                ts
+            })
+            .collect();
+        let last = clicked_at.last().copied();
+        self.advance(state, user, feed, &|j| clicked.contains(&j), last, rng);
+        Browse {
+            clicked,
+            shown_at,
+            clicked_at,
+        }
+    }
+
+    /// After a slate: clicked items are remembered, the others gain one fatigue count; the
+    /// next slate comes 20–120 s after the slate's last event; when the session's steps run
+    /// out, a new session with a fresh topic starts after a gap of 30 min + Exp(mean 18 h).
+    fn advance<R: Rng + ?Sized>(
+        &self,
+        state: &mut UserState,
+        user: u32,
+        slate: &[u32],
+        clicked: &dyn Fn(usize) -> bool,
+        last_click: Option<i64>,
+        rng: &mut R,
+    ) {
         for (j, &item) in slate.iter().enumerate() {
-            if clicked == Some(j) {
+            if clicked(j) {
                 state.clicked.insert(item);
             } else {
                 *state.fatigue.entry(item).or_insert(0) += 1;
             }
         }
-
-        let shown_at = state.clock;
-        let clicked_at = clicked.map(|_| shown_at + rng.random_range(DWELL_SECS));
-        state.clock = clicked_at.unwrap_or(shown_at) + rng.random_range(STEP_GAP_SECS);
+        state.clock = last_click.unwrap_or(state.clock) + rng.random_range(STEP_GAP_SECS);
         state.session_steps_left = state.session_steps_left.saturating_sub(1);
         if state.session_steps_left == 0 {
             let gap = SESSION_GAP_MIN_SECS + self.session_gap.sample(rng);
             state.clock += gap as i64;
             (state.session_topic, state.session_steps_left) = self.draw_session(user, rng);
-        }
-        Response {
-            clicked,
-            shown_at,
-            clicked_at,
         }
     }
 
@@ -371,6 +424,17 @@ impl UserState {
     pub fn clicks(&self) -> usize {
         self.clicked.len()
     }
+}
+
+/// What happened to one online feed ([`World::browse`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Browse {
+    /// Indices of the clicked feed items, in feed order.
+    pub clicked: Vec<usize>,
+    /// When the feed was shown: the time of its exposures.
+    pub shown_at: i64,
+    /// When each click happened, in the order of `clicked`.
+    pub clicked_at: Vec<i64>,
 }
 
 /// What happened to one slate.

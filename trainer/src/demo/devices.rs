@@ -1,0 +1,143 @@
+//! The simulated phones: one `slowfast_core::SlowFast` engine per planted user, each with its
+//! own store, syncing with the arm's server over loopback HTTP like an app would.
+//!
+//! A visit: fetch a feed (`GET /v1/feed`), order it as the arm says, show the top
+//! [`SHOWN`](super::metrics::SHOWN) items the user has not clicked yet (the app never shows a
+//! clicked item again, as the logging policy), let the planted user browse them
+//! (`World::browse`), record the exposures and clicks on the device (durable, `r̂2` advanced by
+//! GRU_n, eq. 5) and sync when the engine's thresholds say so.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use slowfast_core::{Config, SlowFast};
+
+use super::arms::Arm;
+use super::metrics::{ctr, planted_ndcg10, SHOWN};
+use crate::error::{Result, TrainerError};
+use crate::synth::{UserState, World};
+
+/// The raw id of world item `i` (the synthetic log's convention).
+pub fn item_id(i: u32) -> String {
+    format!("i{i}")
+}
+
+/// The world item behind a raw id.
+pub fn world_item(id: &str) -> Result<u32> {
+    id.strip_prefix('i')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| TrainerError::Data(format!("item id {id:?} is not a synthetic item `i<n>`")))
+}
+
+/// What one visit showed and what the user did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Visit {
+    pub shown: usize,
+    pub clicks: usize,
+    /// NDCG@10 of the shown order against the planted preferences.
+    pub ndcg10: f64,
+}
+
+impl Visit {
+    pub fn ctr(&self) -> f64 {
+        ctr(self.clicks, self.shown)
+    }
+}
+
+/// How a phone talks to its server.
+#[derive(Clone, Debug)]
+pub struct Link<'a> {
+    pub server_url: &'a str,
+    pub token: String,
+    /// The bundle shipped with the app (installed on first start).
+    pub bundle: &'a Path,
+    /// `sync_now` uploads once this many events are pending.
+    pub sync_max_events: usize,
+}
+
+/// One planted user's phone.
+pub struct Phone {
+    pub engine: SlowFast,
+    pub user: u32,
+    state: UserState,
+    rng: ChaCha8Rng,
+    /// Items the user clicked (the app's own record; never shown again).
+    clicked: HashSet<u32>,
+}
+
+impl Phone {
+    /// Opens the phone of world user `user` in `dir`: the engine installs the shipped bundle;
+    /// the user continues from `state` with a random stream fixed by `seed` and the user, so
+    /// every arm sees the same user and the same draws.
+    pub fn open(
+        dir: &Path,
+        link: &Link<'_>,
+        user: u32,
+        state: UserState,
+        clicked: HashSet<u32>,
+        seed: u64,
+    ) -> Result<Phone> {
+        let mut config = Config::new(dir, link.server_url, &link.token, format!("u{user}"));
+        config.initial_bundle = Some(link.bundle.to_path_buf());
+        config.sync_max_events = link.sync_max_events;
+        let engine = SlowFast::open(config)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(u64::from(user));
+        Ok(Phone {
+            engine,
+            user,
+            state,
+            rng,
+            clicked,
+        })
+    }
+
+    /// One visit: feed → order → show → browse → record → sync on the thresholds.
+    pub fn visit(&mut self, world: &World, arm: Arm, feed_k: usize) -> Result<Visit> {
+        let feed = self.engine.fetch_feed(feed_k)?;
+        let order = arm.order(&feed, |f| Ok(self.engine.rerank(f)?))?;
+        let mut shown = Vec::with_capacity(SHOWN);
+        for id in &order {
+            let item = world_item(id)?;
+            if !self.clicked.contains(&item) {
+                shown.push(item);
+                if shown.len() == SHOWN {
+                    break;
+                }
+            }
+        }
+        let ndcg10 = planted_ndcg10(world, &self.state, self.user, &shown);
+        let b = world.browse(&mut self.state, self.user, &shown, &mut self.rng);
+        for (j, &item) in shown.iter().enumerate() {
+            if !b.clicked.contains(&j) {
+                self.engine
+                    .record_exposure(&item_id(item), b.shown_at * 1000)?;
+            }
+        }
+        for (&j, &ts) in b.clicked.iter().zip(&b.clicked_at) {
+            self.clicked.insert(shown[j]);
+            self.engine.record_click(&item_id(shown[j]), ts * 1000)?;
+        }
+        self.engine.sync_now()?;
+        Ok(Visit {
+            shown: shown.len(),
+            clicks: b.clicked.len(),
+            ndcg10,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_ids_round_trip_and_foreign_ids_are_refused() {
+        assert_eq!(world_item(&item_id(42)).unwrap(), 42);
+        for bad in ["42", "ix", "", "u3"] {
+            assert!(world_item(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! `slowfast demo`: the slow-fast loop running online on the synthetic default (issue 9,
+//! DESIGN.md §1 and §8).
+//!
+//! 1. Generate the synthetic world and its logged history; train MC²-SF (Algorithm 1) on it;
+//!    export a bundle and verify it (hashes, shapes, candle/ort/tract parity).
+//! 2. Per arm ([`arms`]): start the sync server on loopback with an embedded SQLite store
+//!    ([`cloud`]) holding the simulated users' logged history, and open one
+//!    `slowfast_core::SlowFast` engine per planted user, each with its own store ([`devices`]).
+//! 3. Each simulated day every phone visits the app `visits_per_day` times (feed → re-rank →
+//!    show the top 10 → the planted user browses → record → sync on the thresholds) and uploads
+//!    what is pending at the end of the day.
+//! 4. After each day but the last, the server trains the next round of Algorithm 1 from what the
+//!    devices uploaded ([`crate::retrain`], as `slowfast train --from-db`), verifies and swaps
+//!    in the new bundle; the phones pick it up with a conditional GET (`update_model`).
+//! 5. Report CTR@10 and NDCG@10 against the planted preferences per day and arm ([`report`]).
+//!
+//! Every arm runs the same users from the same state with the same random streams and starts
+//! from the same bundle; each arm's server retrains only on its own arm's uploads.
+
+pub mod arms;
+pub mod cloud;
+pub mod devices;
+pub mod metrics;
+pub mod report;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::checkpoint::{source_commit, Checkpoint, CheckpointConfig, Vocabulary, FORMAT_VERSION};
+use crate::data::{Dataset, EventKind, EventLog};
+use crate::error::{Result, TrainerError};
+use crate::models::slowfast::Variant;
+use crate::models::train::TrainConfig;
+use crate::models::ModelConfig;
+use crate::retrain::{export_verified, NextRound};
+use crate::serve::auth::Secret;
+use crate::synth::{self, SynthConfig, World};
+use arms::Arm;
+use cloud::Cloud;
+use devices::{world_item, Link, Phone, Visit};
+use report::{DayRow, Online, Tally};
+
+/// Everything the demo does, sized to finish in minutes on two cores by default.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    /// Where the checkpoints, bundles, server databases and reports go.
+    pub out: PathBuf,
+    /// The synthetic world and its logged history (the initial training data).
+    pub synth: SynthConfig,
+    /// Simulated phones per arm: world users `0..devices`.
+    pub devices: usize,
+    pub days: usize,
+    pub visits_per_day: usize,
+    /// Candidates per feed (`GET /v1/feed?k=`); the app shows the top 10 of them.
+    pub feed_k: usize,
+    pub model: ModelConfig,
+    /// The initial training (epochs, learning rate, seed).
+    pub train: TrainConfig,
+    /// Rounds of Algorithm 1 of the initial training.
+    pub rounds: usize,
+    /// The nightly next round.
+    pub retrain: NextRound,
+    /// A phone syncs once this many events are pending (and at the end of each day).
+    pub sync_max_events: usize,
+    /// Threads driving the phones.
+    pub threads: usize,
+    pub arms: Vec<Arm>,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            out: PathBuf::from("out/demo"),
+            synth: SynthConfig::default(),
+            devices: 200,
+            days: 3,
+            visits_per_day: 10,
+            feed_k: 50,
+            model: ModelConfig::default(),
+            train: TrainConfig {
+                max_epochs: 3,
+                lr: 1e-2,
+                ..TrainConfig::default()
+            },
+            rounds: 1,
+            retrain: NextRound {
+                rounds: 1,
+                epochs: 1,
+            },
+            sync_max_events: 50,
+            threads: 2,
+            arms: Arm::ALL.to_vec(),
+        }
+    }
+}
+
+/// What one arm did, beyond its metrics: the checks the end-to-end test makes.
+#[derive(Clone, Debug, Default)]
+pub struct ArmRun {
+    /// Logged history events imported into the arm's server.
+    pub imported: usize,
+    /// Events the phones uploaded (the server's events beyond the imported history).
+    pub uploaded: usize,
+    /// The server's model version on each day.
+    pub versions: Vec<String>,
+    /// Phones running the server's model version at the start of each day.
+    pub phones_current: Vec<usize>,
+}
+
+/// The demo's outcome.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub online: Online,
+    /// The bundle of the initial training, verified.
+    pub bundle: PathBuf,
+    pub arms: Vec<(Arm, ArmRun)>,
+}
+
+/// Runs the demo (see the module documentation); each stage's failure names the stage.
+pub fn run(cfg: &DemoConfig) -> Result<Outcome> {
+    check(cfg)?;
+    let stage = |name: &str| {
+        let name = name.to_owned();
+        move |source| TrainerError::Stage {
+            stage: name,
+            source: Box::new(source),
+        }
+    };
+    let (world, log) = synth::generate_with_world(&cfg.synth).map_err(stage("synthetic data"))?;
+    let bundle = cfg.out.join("bundle");
+    let checkpoint = cfg.out.join("checkpoint");
+    let version =
+        train_initial(cfg, &log, &checkpoint, &bundle).map_err(stage("train, export, verify"))?;
+    println!(
+        "trained MC²-SF on the synthetic log; bundle {} verified (model version {version})",
+        bundle.display()
+    );
+    let secret = Secret::new(format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()))?;
+    let mut online = Online {
+        devices: cfg.devices,
+        days: cfg.days,
+        visits_per_day: cfg.visits_per_day,
+        ..Online::default()
+    };
+    let mut arms = Vec::new();
+    for &arm in &cfg.arms {
+        let inputs = ArmInputs {
+            world: &world,
+            log: &log,
+            bundle: &bundle,
+            checkpoint: &checkpoint,
+            secret: secret.clone(),
+        };
+        let (rows, overall, run) =
+            run_arm(cfg, arm, &inputs).map_err(stage(&format!("online, {}", arm.name())))?;
+        online.days_rows.extend(rows);
+        online.overall.push(overall);
+        arms.push((arm, run));
+    }
+    online.write(&cfg.out).map_err(stage("report"))?;
+    Ok(Outcome {
+        online,
+        bundle,
+        arms,
+    })
+}
+
+fn check(cfg: &DemoConfig) -> Result<()> {
+    let bad = |m: String| Err(TrainerError::InvalidArgument(format!("demo: {m}")));
+    if cfg.devices == 0 || cfg.devices > cfg.synth.users {
+        return bad(format!(
+            "devices must be in 1..={} (the synthetic users), got {}",
+            cfg.synth.users, cfg.devices
+        ));
+    }
+    if cfg.days == 0 || cfg.visits_per_day == 0 || cfg.threads == 0 || cfg.arms.is_empty() {
+        return bad("days, visits per day, threads and arms must be at least 1".into());
+    }
+    if cfg.feed_k < metrics::SHOWN || cfg.feed_k > slowfast_core::wire::MAX_FEED_K {
+        return bad(format!(
+            "feed size must be in {}..={}, got {}",
+            metrics::SHOWN,
+            slowfast_core::wire::MAX_FEED_K,
+            cfg.feed_k
+        ));
+    }
+    Ok(())
+}
+
+/// Trains MC²-SF on the logged history, exports the bundle and verifies it; returns its
+/// model version.
+fn train_initial(
+    cfg: &DemoConfig,
+    log: &EventLog,
+    checkpoint: &Path,
+    bundle: &Path,
+) -> Result<String> {
+    let data = Dataset::from_log("synthetic", log.clone())?;
+    let mut ckpt = Checkpoint::init(CheckpointConfig {
+        format_version: FORMAT_VERSION,
+        variant: Variant::Mc2sf,
+        model: cfg.model,
+        train: cfg.train,
+        seed: cfg.train.seed,
+        rounds: cfg.rounds,
+        round: 0,
+        dataset: data.name.clone(),
+        commit: source_commit(),
+        items: Vocabulary::from_split(&data.log, &data.split)?,
+        log: Default::default(),
+    })?;
+    ckpt.train(&data.split, checkpoint)?;
+    Ok(export_verified(&ckpt, bundle, cfg.train.seed)?.model_version)
+}
+
+/// What every arm starts from.
+struct ArmInputs<'a> {
+    world: &'a World,
+    log: &'a EventLog,
+    bundle: &'a Path,
+    checkpoint: &'a Path,
+    secret: Secret,
+}
+
+fn run_arm(
+    cfg: &DemoConfig,
+    arm: Arm,
+    inputs: &ArmInputs<'_>,
+) -> Result<(Vec<DayRow>, DayRow, ArmRun)> {
+    let dir = cfg.out.join(arm.slug());
+    let mut cloud = Cloud::start(
+        &dir.join("server"),
+        inputs.bundle,
+        inputs.checkpoint,
+        inputs.secret.clone(),
+    )?;
+    let users: Vec<u32> = (0..cfg.devices as u32).collect();
+    let mut run = ArmRun {
+        imported: cloud.import_history(inputs.log, &users)?,
+        ..ArmRun::default()
+    };
+    let mut phones = open_phones(cfg, &dir.join("devices"), &cloud, inputs)?;
+    let bar = progress(cfg, arm);
+    let (mut rows, mut all) = (Vec::new(), Tally::default());
+    for day in 1..=cfg.days {
+        if day > 1 {
+            bar.set_message(format!("{}: training the next round", arm.name()));
+            cloud.retrain(day - 1, cfg.retrain, cfg.train.seed)?;
+            for p in &phones {
+                p.engine.update_model()?;
+            }
+        }
+        run.versions.push(cloud.version.clone());
+        run.phones_current.push(
+            phones
+                .iter()
+                .filter(|p| p.engine.model_version().as_deref() == Some(cloud.version.as_str()))
+                .count(),
+        );
+        bar.set_message(format!("{} day {day}/{}", arm.name(), cfg.days));
+        let tally = simulate_day(cfg, arm, inputs.world, &mut phones, &bar)?;
+        all.merge(&tally);
+        rows.push(DayRow::new(arm, day, &cloud.version, &tally));
+    }
+    bar.finish_and_clear();
+    let (_, events) = cloud.server.block_on(cloud.server.state.store.counts())?;
+    run.uploaded = (events as usize).saturating_sub(run.imported);
+    let overall = DayRow::new(arm, 0, &cloud.version, &all);
+    drop(phones);
+    cloud.server.stop()?;
+    let devices = dir.join("devices");
+    std::fs::remove_dir_all(&devices).map_err(|e| TrainerError::io(&devices, e))?;
+    Ok((rows, overall, run))
+}
+
+/// One phone per simulated user, continuing from the end of the user's logged history.
+fn open_phones(
+    cfg: &DemoConfig,
+    dir: &Path,
+    cloud: &Cloud,
+    inputs: &ArmInputs<'_>,
+) -> Result<Vec<Phone>> {
+    let url = cloud.server.url();
+    let mut clicked: Vec<HashSet<u32>> = vec![HashSet::new(); cfg.devices];
+    for e in inputs
+        .log
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Click)
+    {
+        let (Some(user), Some(item)) = (inputs.log.users.raw(e.user), inputs.log.items.raw(e.item))
+        else {
+            continue;
+        };
+        let user: Option<usize> = user.strip_prefix('u').and_then(|n| n.parse().ok());
+        if let Some(set) = user.and_then(|u| clicked.get_mut(u)) {
+            set.insert(world_item(item)?);
+        }
+    }
+    clicked
+        .into_iter()
+        .enumerate()
+        .map(|(u, clicked)| {
+            let user = u as u32;
+            let link = Link {
+                server_url: &url,
+                token: cloud.token(&format!("u{user}"))?,
+                bundle: inputs.bundle,
+                sync_max_events: cfg.sync_max_events,
+            };
+            let state = synth::state_after_history(inputs.world, user)?;
+            Phone::open(
+                &dir.join(format!("u{user}")),
+                &link,
+                user,
+                state,
+                clicked,
+                cfg.synth.seed,
+            )
+        })
+        .collect()
+}
+
+/// Every phone's visits of one day, on `cfg.threads` threads, then the end-of-day upload.
+fn simulate_day(
+    cfg: &DemoConfig,
+    arm: Arm,
+    world: &World,
+    phones: &mut [Phone],
+    bar: &ProgressBar,
+) -> Result<Tally> {
+    let per_thread = phones.len().div_ceil(cfg.threads);
+    let tallies: Vec<Result<Tally>> = std::thread::scope(|s| {
+        let handles: Vec<_> = phones
+            .chunks_mut(per_thread)
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut tally = Tally::default();
+                    for phone in chunk {
+                        for _ in 0..cfg.visits_per_day {
+                            let v: Visit = phone.visit(world, arm, cfg.feed_k)?;
+                            tally.add(&v);
+                            bar.inc(1);
+                        }
+                        phone.engine.upload_pending()?;
+                    }
+                    Ok(tally)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(TrainerError::Data("a phone thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut day = Tally::default();
+    for t in tallies {
+        day.merge(&t?);
+    }
+    Ok(day)
+}
+
+fn progress(cfg: &DemoConfig, arm: Arm) -> ProgressBar {
+    let visits = cfg.devices * cfg.days * cfg.visits_per_day;
+    let bar = ProgressBar::new(visits as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} online [{bar:30}] {pos}/{len} visits {msg} ({eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(arm.name().to_owned());
+    bar
+}
