@@ -26,5 +26,5 @@ cargo_target_dir() {
 # uniffi-bindgen, the rerank example) with the package set and features of
 # `cargo test --workspace`, so that after scripts/test-all.sh's host tests nothing recompiles.
 cargo_host_build() {
-  cargo build --workspace --examples --bin uniffi-bindgen --locked
+  cargo build --workspace --lib --examples --bin uniffi-bindgen --locked
 }
