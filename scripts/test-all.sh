@@ -27,10 +27,10 @@ failed=0
 mkdir -p target
 # The aarch64 run (scripts/test-aarch64.sh: a cross build with a target directory of its own,
 # the tests under qemu, the rerank parity) goes in the background at nice 10, beside the host
-# build and tests: on 2 cores those leave one core idle for minutes (the build's serial
-# stretches, the test binaries that run one thread), which the cross build takes, while at
-# nice 10 it yields a busy core to them. Run one after the other, the two did not fit CI's
-# 30 minutes. Its installs (apt, rustup) run first, in the foreground: apt takes a lock.
+# build and tests: the core time those leave idle on 2 cores (the build's serial stretches,
+# tests that do not keep both cores busy, the Kotlin installs) goes to the cross build, and at
+# nice 10 it yields a busy core to them. Run one after the other, the two took 30.5 min cold,
+# over CI's 30. Its installs (apt, rustup) run first, in the foreground: apt takes a lock.
 # SLOWFAST_SKIP_AARCH64=1 leaves it out (for developers; CI never sets it).
 arm=
 if [ "${SLOWFAST_SKIP_AARCH64:-0}" != 1 ]; then
