@@ -10,6 +10,7 @@ use slowfast_trainer::baselines::{self, ZooConfig};
 use slowfast_trainer::bench;
 use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
 use slowfast_trainer::demo::{self, DemoConfig};
+use slowfast_trainer::eval::resume::SeedStore;
 use slowfast_trainer::eval::{chart, curves, runner};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{self, SynthConfig};
@@ -218,6 +219,12 @@ struct EvalArgs {
     /// Number of seeds (1, 2, …, N); results are mean ± std over them.
     #[arg(long, default_value_t = 3)]
     seeds: u64,
+    /// Seeds evaluated at once, each on its own thread (default: the CPU cores); the results
+    /// do not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Where results.{json,md,svg} and curves.{json,svg} go; each finished seed is kept under
+    /// `<out>/seeds/`, so the same command run again resumes a stopped evaluation.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -435,24 +442,20 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let data = a.input.load()?;
     let models = baselines::parse_list(&a.models)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    evaluate_and_report(&data, &models, a.seeds, &a.out, command, a.training.zoo())
-}
-
-fn evaluate_and_report(
-    data: &Dataset,
-    models: &[String],
-    seeds: u64,
-    out: &Path,
-    command: String,
-    zoo: ZooConfig,
-) -> Result<()> {
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let (seeds, out) = (a.seeds, &a.out);
     if seeds == 0 {
         return Err(TrainerError::InvalidArgument(
             "--seeds must be at least 1".into(),
         ));
     }
     let seeds: Vec<u64> = (1..=seeds).collect();
-    let (mut results, training) = runner::run_with_curves(data, models, &seeds, zoo)?;
+    let zoo = a.training.zoo();
+    let store = SeedStore::new(out, &data, &models, &zoo);
+    let (mut results, training) =
+        runner::run_with_curves(&data, &models, &seeds, zoo, jobs, Some(&store))?;
     results.command = command;
     results.write(out)?;
     chart::write_svg(&results, &out.join("results.svg"))?;
