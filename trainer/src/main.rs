@@ -445,6 +445,12 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    if jobs > 1 && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // candle splits every CPU op over a pool whose threads spin at a barrier; with the
+        // cores already busy with seeds, the spinning took over half the CPU time (perf), so
+        // each seed's ops run on its own thread.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let (seeds, out) = (a.seeds, &a.out);
     if seeds == 0 {
         return Err(TrainerError::InvalidArgument(
