@@ -88,6 +88,7 @@ async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
         }
         let uploads: Vec<&NewUpload> = group.iter().map(|j| &j.upload).collect();
         let answers = commit_group(&pool, &uploads).await;
+        tracing::debug!(uploads = uploads.len(), events, "group written");
         for (job, answer) in group.into_iter().zip(answers) {
             // A handler whose client went away no longer waits; its upload is stored anyway.
             let _ = job.reply.send(answer);
