@@ -246,6 +246,9 @@ struct TrainingArgs {
     /// Adam's learning rate (paper: 5e-4).
     #[arg(long, default_value_t = 5e-4)]
     lr: f64,
+    /// Epochs without a better validation NDCG@10 before a fit stops.
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    patience: usize,
 }
 
 impl TrainingArgs {
@@ -257,6 +260,7 @@ impl TrainingArgs {
                 max_epochs: self.epochs,
                 negatives: self.negatives,
                 lr: self.lr,
+                patience: self.patience,
                 ..d.train
             },
             ..d

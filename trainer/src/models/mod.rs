@@ -4,8 +4,10 @@
 //! `gru_n.{weight_ih,weight_hh,bias_ih,bias_hh}` (shared by both components), `slow.*`
 //! ([`slow::SlowNet`]) and `fast.*` ([`fast::FastNet`]).
 
+mod cpu_ops;
 pub mod fast;
 pub mod features;
+mod gru_scan;
 pub mod layers;
 pub mod optim;
 pub mod slow;
