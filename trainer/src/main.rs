@@ -268,6 +268,24 @@ impl TrainingArgs {
     }
 }
 
+/// Training runs its batch shards on the cores itself (`models::train`), so each candle op runs
+/// inline on its caller's thread: candle's per-op pool serialises concurrent callers behind
+/// one lock and its threads spin at a barrier (over half the CPU time, perf), and with
+/// `RAYON_NUM_THREADS` unset candle re-reads `/proc/cpuinfo` for every matrix product.
+/// `CANDLE_NUM_THREADS`, when set, is the number of training threads.
+fn single_threaded_ops() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(cores);
+    slowfast_trainer::models::train::set_threads(threads);
+    // Before any thread or candle op exists: nothing reads the environment concurrently.
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+}
+
 /// `slowfast demo` (see `slowfast_trainer::demo`); the defaults finish in minutes on 2 cores.
 #[derive(Args)]
 struct DemoArgs {
@@ -341,6 +359,7 @@ impl DemoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    single_threaded_ops();
     // The demo's 800 phones would log every model install: it shows progress bars instead.
     let default_log = if matches!(cli.command, Command::Demo(_)) {
         "warn"
@@ -449,11 +468,9 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    if jobs > 1 && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // candle splits every CPU op over a pool whose threads spin at a barrier; with the
-        // cores already busy with seeds, the spinning took over half the CPU time (perf), so
-        // each seed's ops run on its own thread.
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    if jobs > 1 {
+        // The seeds already fill the cores: each trains its batch shards in turn.
+        slowfast_trainer::models::train::set_threads(1);
     }
     let (seeds, out) = (a.seeds, &a.out);
     if seeds == 0 {

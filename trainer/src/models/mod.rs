@@ -89,7 +89,8 @@ pub fn named_vars(
 }
 
 /// A model the training loop can fit: it names its windows and scores rows.
-pub trait Net {
+/// `Sync`: the shards of a batch run on several threads ([`train`]).
+pub trait Net: Sync {
     fn needs(&self) -> Needs;
     /// (B, 1) logits for the rows of `batch`.
     fn logits(&self, batch: &Batch) -> Result<Tensor>;
