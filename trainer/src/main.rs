@@ -249,6 +249,10 @@ struct TrainingArgs {
     /// Epochs without a better validation NDCG@10 before a fit stops.
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
+    /// Shards per mini-batch, differentiated on separate threads and summed (results depend
+    /// on the shard count, not on the threads).
+    #[arg(long, default_value_t = TrainConfig::default().shards)]
+    shards: usize,
 }
 
 impl TrainingArgs {
@@ -261,6 +265,7 @@ impl TrainingArgs {
                 negatives: self.negatives,
                 lr: self.lr,
                 patience: self.patience,
+                shards: self.shards,
                 ..d.train
             },
             ..d

@@ -72,12 +72,18 @@ struct RowBroadcast {
     k: usize,
 }
 
-fn values<'a>(s: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+/// The contiguous f32 values of a CPU storage under `layout` (operand `what` of op `op`).
+pub(super) fn values<'a>(
+    s: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     match (s, layout.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
-        _ => Err(candle_core::Error::Msg(
-            "row broadcast: operands must be contiguous f32".into(),
-        )),
+        _ => Err(candle_core::Error::Msg(format!(
+            "{op}: {what} must be contiguous f32"
+        ))),
     }
 }
 
@@ -96,7 +102,10 @@ impl CustomOp2 for RowBroadcast {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, y) = (values(s1, l1)?, values(s2, l2)?);
+        let (x, y) = (
+            values(s1, l1, self.name(), "x")?,
+            values(s2, l2, self.name(), "y")?,
+        );
         let (a, l, k) = (self.a, self.l, self.k);
         if x.len() != a * l * k || y.len() != a * k {
             return Err(candle_core::Error::Msg(
@@ -169,7 +178,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = values(s, l)?;
+        let x = values(s, l, self.name(), "x")?;
         Ok((
             CpuStorage::F32(x.iter().map(|v| v.max(0.0)).collect()),
             l.shape().clone(),
@@ -193,10 +202,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
-    }
+    use crate::models::testing::{assert_same_op, max_abs_diff};
 
     /// Both ops and their gradients against candle's own broadcasts.
     #[test]
@@ -204,36 +210,17 @@ mod tests {
         let x = Var::randn(0f32, 1.0, (3, 4, 5), &Device::Cpu)?;
         let y = Var::randn(0f32, 1.0, (3, 5), &Device::Cpu)?;
         let probe = Tensor::randn(0f32, 1.0, (3, 4, 5), &Device::Cpu)?;
-        for (ours, theirs) in [
-            (add_rows(&x, &y)?, x.broadcast_add(&y.unsqueeze(1)?)?),
-            (mul_rows(&x, &y)?, x.broadcast_mul(&y.unsqueeze(1)?)?),
-        ] {
-            assert!(max_abs_diff(&ours, &theirs)? < 1e-6);
-            let g1 = (ours * &probe)?.sum_all()?.backward()?;
-            let g2 = (theirs * &probe)?.sum_all()?.backward()?;
-            for v in [&x, &y] {
-                let (Some(a), Some(b)) = (g1.get(v), g2.get(v)) else {
-                    panic!("a gradient is missing");
-                };
-                assert!(max_abs_diff(a, b)? < 1e-5, "gradients differ");
-            }
-        }
-        Ok(())
+        let theirs = x.broadcast_add(&y.unsqueeze(1)?)?;
+        assert_same_op(&add_rows(&x, &y)?, &theirs, &probe, &[&x, &y], 1e-5)?;
+        let theirs = x.broadcast_mul(&y.unsqueeze(1)?)?;
+        assert_same_op(&mul_rows(&x, &y)?, &theirs, &probe, &[&x, &y], 1e-5)
     }
 
     #[test]
     fn relu_matches_candles_relu_and_its_gradient() -> Result<()> {
         let x = Var::randn(0f32, 1.0, (4, 6), &Device::Cpu)?;
         let probe = Tensor::randn(0f32, 1.0, (4, 6), &Device::Cpu)?;
-        let (ours, theirs) = (relu(&x)?, x.relu()?);
-        assert!(max_abs_diff(&ours, &theirs)? == 0.0);
-        let g1 = (ours * &probe)?.sum_all()?.backward()?;
-        let g2 = (theirs * &probe)?.sum_all()?.backward()?;
-        let (Some(a), Some(b)) = (g1.get(&x), g2.get(&x)) else {
-            panic!("a gradient is missing");
-        };
-        assert!(max_abs_diff(a, b)? == 0.0);
-        Ok(())
+        assert_same_op(&relu(&x)?, &x.relu()?, &probe, &[&x], 0.0)
     }
 
     #[test]
@@ -241,11 +228,8 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2, 3, 4), &Device::Cpu)?;
         let b = Tensor::new(&[1f32, -2.0, 3.0, 0.5], &Device::Cpu)?;
         assert!(max_abs_diff(&add_bias(&x, &b)?, &x.broadcast_add(&b)?)? < 1e-6);
-        assert!(add_rows(
-            &x,
-            &Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu)?
-        )
-        .is_err());
+        let wrong = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu)?;
+        assert!(add_rows(&x, &wrong).is_err());
         Ok(())
     }
 }

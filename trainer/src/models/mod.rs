@@ -170,3 +170,36 @@ pub fn device() -> Result<Device> {
     #[cfg(not(feature = "cuda"))]
     Ok(Device::Cpu)
 }
+
+/// Checks shared by the tests of the custom CPU kernels.
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::{Tensor, Var};
+
+    use crate::error::Result;
+
+    pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+    }
+
+    /// `ours` and the reference `theirs` agree within `tol` in value and in the gradient of
+    /// `Σ probe ⊙ out` with respect to every one of `vars`.
+    pub fn assert_same_op(
+        ours: &Tensor,
+        theirs: &Tensor,
+        probe: &Tensor,
+        vars: &[&Var],
+        tol: f32,
+    ) -> Result<()> {
+        assert!(max_abs_diff(ours, theirs)? <= tol, "values differ");
+        let g1 = (ours * probe)?.sum_all()?.backward()?;
+        let g2 = (theirs * probe)?.sum_all()?.backward()?;
+        for v in vars {
+            let (Some(a), Some(b)) = (g1.get(v), g2.get(v)) else {
+                panic!("a gradient is missing");
+            };
+            assert!(max_abs_diff(a, b)? <= tol, "gradients differ");
+        }
+        Ok(())
+    }
+}
