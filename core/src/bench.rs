@@ -166,8 +166,9 @@ pub fn candidates(manifest: &Manifest, prefix: &str, start: u64, n: usize) -> Fe
 }
 
 /// Multiply-adds of the bundle's model `file` (`fast.onnx`, `slow.onnx`, …) for `n` rows on
-/// its dynamic axis with full windows: tract's cost model of the decluttered graph, plus the
-/// fused GRUs, which that model does not count — per step and batch row the input product
+/// its dynamic axis with full windows, as the device runs it ([`crate::model::device_graph`]:
+/// `fast.onnx`'s window GRUs take their input products once per window): tract's cost model,
+/// plus the fused GRUs that model does not count — per step and batch row the input product
 /// (`3h × in`, unless projected out of the op) and the recurrent one (`3h × h`).
 pub fn model_fma(bytes: &[u8], manifest: &Manifest, file: &str, n: usize) -> Result<u64> {
     let (inputs, _) = io_contract(file, manifest.dim, &manifest.windows)
@@ -193,10 +194,7 @@ pub fn model_fma(bytes: &[u8], manifest: &Manifest, file: &str, n: usize) -> Res
             .with_input_fact(i, InferenceFact::dt_shape(dt, shape))
             .map_err(model_err)?;
     }
-    let typed = model
-        .into_typed()
-        .and_then(|m| m.into_decluttered())
-        .map_err(model_err)?;
+    let typed = crate::model::device_graph(model).map_err(model_err)?;
     let mut fma = 0u64;
     for node in typed.nodes() {
         let facts = typed.node_input_facts(node.id).map_err(model_err)?;

@@ -14,6 +14,7 @@ pub mod model;
 pub mod store;
 pub mod sync;
 pub mod window;
+pub mod window_gru;
 pub mod wire;
 
 pub use engine::{Config, Scored, SlowFast, SyncReport, NEG_LOG_LEN};

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tract_onnx::pb::{tensor_proto::DataType, type_proto, ModelProto, TensorProto, ValueInfoProto};
 use tract_onnx::prelude::{
-    tvec, Framework, InferenceModelExt, IntoRunnable, IntoTValue, Tensor, TypedRunnableModel,
+    tvec, Framework, InferenceModel, InferenceModelExt, IntoRunnable, IntoTValue, Tensor,
+    TractResult, TypedModel, TypedRunnableModel,
 };
 
 use crate::error::{Result, SlowFastError};
@@ -163,10 +164,19 @@ fn plan(
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
         .map_err(|e| refuse(file, format!("cannot load: {e}")))?;
-    model
-        .into_optimized()
+    device_graph(model)
+        .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| refuse(file, format!("cannot optimize: {e:#}")))
+}
+
+/// The decluttered graph the device optimizes and runs: the model as tract imports it, with
+/// the window GRUs of `fast.onnx` on their shared input products
+/// ([`crate::window_gru::share_window_inputs`]).
+pub fn device_graph(model: InferenceModel) -> TractResult<TypedModel> {
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    crate::window_gru::share_window_inputs(&mut typed)?;
+    Ok(typed)
 }
 
 /// The model's declared inputs and outputs against the manifest's.

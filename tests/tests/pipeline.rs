@@ -20,6 +20,13 @@ fn pop_beats_random_and_random_sits_at_chance_on_the_synthetic_default() {
 
     let models = ["Random".to_owned(), "Pop".to_owned()];
     let results = runner::run(&data, &models, &[1, 2, 3], Default::default()).unwrap();
+    let (parallel, _) =
+        runner::run_with_curves(&data, &models, &[1, 2, 3], Default::default(), 3, None).unwrap();
+    assert_eq!(
+        serde_json::to_value(&parallel.models).unwrap(),
+        serde_json::to_value(&results.models).unwrap(),
+        "seeds evaluated on three threads give the serial run's results"
+    );
     let metric = |m: &str, k: &str| results.models[m][k];
     let random = metric("Random", "HR@10");
     assert!(
@@ -33,4 +40,38 @@ fn pop_beats_random_and_random_sits_at_chance_on_the_synthetic_default() {
             "{k}: Pop {pop:?} vs Random {random:?}"
         );
     }
+}
+
+#[test]
+fn a_stopped_evaluation_resumes_from_its_finished_seeds() {
+    use slowfast_trainer::baselines::ZooConfig;
+    use slowfast_trainer::eval::resume::SeedStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synthetic.csv.gz");
+    csv::write(&generate(&SynthConfig::default()).unwrap(), &path).unwrap();
+    let data = Dataset::load(&path, Format::Csv, ReadOptions::default()).unwrap();
+    let models = ["Random".to_owned(), "Pop".to_owned()];
+    let config = ZooConfig::default();
+    let out = dir.path().join("eval");
+    let store = SeedStore::new(&out, &data, &models, &config);
+    let (first, _) =
+        runner::run_with_curves(&data, &models, &[1, 2], config, 2, Some(&store)).unwrap();
+    let saved = out.join("seeds/seed-2.json");
+    assert!(saved.exists() && out.join("seeds/seed-1.json").exists());
+
+    // A re-run reads seed 2 from its file instead of evaluating it again: a value changed in
+    // the file shows up in the results.
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    record["rows"][1][0] = serde_json::json!(1.0); // Pop's HR@1 for seed 2
+    std::fs::write(&saved, serde_json::to_vec(&record).unwrap()).unwrap();
+    let (resumed, _) =
+        runner::run_with_curves(&data, &models, &[1, 2], config, 1, Some(&store)).unwrap();
+    let hr1 = |r: &slowfast_trainer::eval::report::Results| r.models["Pop"]["HR@1"].mean;
+    assert!(hr1(&resumed) > hr1(&first));
+    assert_eq!(
+        resumed.models["Random"]["HR@10"].mean,
+        first.models["Random"]["HR@10"].mean
+    );
 }

@@ -10,6 +10,7 @@ use slowfast_trainer::baselines::{self, ZooConfig};
 use slowfast_trainer::bench;
 use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
 use slowfast_trainer::demo::{self, DemoConfig};
+use slowfast_trainer::eval::resume::SeedStore;
 use slowfast_trainer::eval::{chart, curves, runner};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{self, SynthConfig};
@@ -218,6 +219,12 @@ struct EvalArgs {
     /// Number of seeds (1, 2, …, N); results are mean ± std over them.
     #[arg(long, default_value_t = 3)]
     seeds: u64,
+    /// Seeds evaluated at once, each on its own thread (default: the CPU cores); the results
+    /// do not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Where results.{json,md,svg} and curves.{json,svg} go; each finished seed is kept under
+    /// `<out>/seeds/`, so the same command run again resumes a stopped evaluation.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -239,6 +246,13 @@ struct TrainingArgs {
     /// Adam's learning rate (paper: 5e-4).
     #[arg(long, default_value_t = 5e-4)]
     lr: f64,
+    /// Epochs without a better validation NDCG@10 before a fit stops.
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    patience: usize,
+    /// Shards per mini-batch, differentiated on separate threads and summed (results depend
+    /// on the shard count, not on the threads).
+    #[arg(long, default_value_t = TrainConfig::default().shards)]
+    shards: usize,
 }
 
 impl TrainingArgs {
@@ -250,11 +264,31 @@ impl TrainingArgs {
                 max_epochs: self.epochs,
                 negatives: self.negatives,
                 lr: self.lr,
+                patience: self.patience,
+                shards: self.shards,
                 ..d.train
             },
             ..d
         }
     }
+}
+
+/// Training runs its batch shards on the cores itself (`models::train`), so each candle op runs
+/// inline on its caller's thread: candle's per-op pool serialises concurrent callers behind
+/// one lock and its threads spin at a barrier (over half the CPU time, perf), and with
+/// `RAYON_NUM_THREADS` unset candle re-reads `/proc/cpuinfo` for every matrix product.
+/// `CANDLE_NUM_THREADS`, when set, is the number of training threads.
+fn single_threaded_ops() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(cores);
+    slowfast_trainer::models::train::set_threads(threads);
+    // Before any thread or candle op exists: nothing reads the environment concurrently.
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    std::env::set_var("RAYON_NUM_THREADS", "1");
 }
 
 /// `slowfast demo` (see `slowfast_trainer::demo`); the defaults finish in minutes on 2 cores.
@@ -330,6 +364,7 @@ impl DemoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    single_threaded_ops();
     // The demo's 800 phones would log every model install: it shows progress bars instead.
     let default_log = if matches!(cli.command, Command::Demo(_)) {
         "warn"
@@ -435,24 +470,24 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let data = a.input.load()?;
     let models = baselines::parse_list(&a.models)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    evaluate_and_report(&data, &models, a.seeds, &a.out, command, a.training.zoo())
-}
-
-fn evaluate_and_report(
-    data: &Dataset,
-    models: &[String],
-    seeds: u64,
-    out: &Path,
-    command: String,
-    zoo: ZooConfig,
-) -> Result<()> {
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if jobs > 1 {
+        // The seeds already fill the cores: each trains its batch shards in turn.
+        slowfast_trainer::models::train::set_threads(1);
+    }
+    let (seeds, out) = (a.seeds, &a.out);
     if seeds == 0 {
         return Err(TrainerError::InvalidArgument(
             "--seeds must be at least 1".into(),
         ));
     }
     let seeds: Vec<u64> = (1..=seeds).collect();
-    let (mut results, training) = runner::run_with_curves(data, models, &seeds, zoo)?;
+    let zoo = a.training.zoo();
+    let store = SeedStore::new(out, &data, &models, &zoo);
+    let (mut results, training) =
+        runner::run_with_curves(&data, &models, &seeds, zoo, jobs, Some(&store))?;
     results.command = command;
     results.write(out)?;
     chart::write_svg(&results, &out.join("results.svg"))?;

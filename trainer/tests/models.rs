@@ -87,3 +87,26 @@ fn test_phase_events_never_reach_training() {
         );
     }
 }
+
+/// Batches are cut into a fixed number of shards whose gradients are summed; how many threads
+/// run them must not change a single weight.
+#[test]
+fn the_thread_count_never_changes_a_trained_model() {
+    use slowfast_trainer::models::train::set_threads;
+    let data = small();
+    let cases = sample_cases(&data.split, 1, NEGATIVES).unwrap();
+    let scores = |threads: usize| {
+        set_threads(threads);
+        let model = Zoo::new(&data.split, 3, quick()).scorer("MC2-SF").unwrap();
+        let queries: Vec<_> = cases
+            .iter()
+            .take(40)
+            .map(|c| query(&data.split, c, model.view()))
+            .collect();
+        model.score(&queries).unwrap()
+    };
+    let (one, two) = (scores(1), scores(2));
+    set_threads(1);
+    assert_eq!(one, two);
+    assert!(quick().train.shards > 1, "the test must cut batches");
+}

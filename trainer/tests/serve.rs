@@ -41,6 +41,7 @@ on_both!(
     feed_checks_k_and_needs_the_slow_model,
     openapi_and_health_are_public,
     shutdown_on_sigterm_is_graceful,
+    a_burst_of_uploads_with_repeated_keys_stores_each_key_once,
 );
 
 fn post(s: &Setup, user: &str, body: &Value) -> (u16, Value) {
@@ -366,6 +367,146 @@ fn shutdown_on_sigterm_is_graceful(b: Backend) {
     assert!(log.contains("shut down cleanly"), "{log}");
     assert_eq!(counts(&s.db), (1, 1));
     let _ = &s.dir;
+}
+
+/// 16 clients at once (the server commits what is queued together): keys repeated across
+/// clients with different bodies, and invalid uploads mixed in.
+fn a_burst_of_uploads_with_repeated_keys_stores_each_key_once(b: Backend) {
+    let Some(s) = setup(b) else { return };
+    let answers: Vec<(String, u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|t| {
+                let s = &s;
+                scope.spawn(move || {
+                    (0..30)
+                        .map(|i| {
+                            let clicks = &["i1", "i2", "i3"][..1 + t % 3];
+                            let (key, body) = if (t + i) % 10 == 0 {
+                                let key = format!("bad-{t}-{i}");
+                                let body = upload_body(&key, &["i1", "no-such-item"], &[]);
+                                (key, body)
+                            } else {
+                                let key = format!("key-{}", (t * 7 + i) % 40);
+                                let body = upload_body(&key, clicks, &["i5"]);
+                                (key, body)
+                            };
+                            let (status, answer) = post(s, "dave", &body);
+                            (key, status, answer)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut first: std::collections::HashMap<&str, &Value> = Default::default();
+    let mut fresh = std::collections::HashSet::new();
+    for (key, status, answer) in &answers {
+        if key.starts_with("bad-") {
+            assert_eq!(*status, 400, "{answer}");
+            continue;
+        }
+        assert_eq!(*status, 200, "{answer}");
+        if answer["duplicate"] == false {
+            assert!(fresh.insert(key.as_str()), "{key} accepted as new twice");
+        }
+        let counts = |a: &Value| {
+            (
+                a["accepted_clicks"].clone(),
+                a["accepted_exposures"].clone(),
+            )
+        };
+        let seen = first.entry(key.as_str()).or_insert(answer);
+        assert_eq!(
+            counts(seen),
+            counts(answer),
+            "every answer for {key} is the first one"
+        );
+    }
+    assert_eq!(
+        fresh.len(),
+        first.len(),
+        "each key is accepted as new exactly once"
+    );
+    let events: u64 = first
+        .values()
+        .map(|a| a["accepted_clicks"].as_u64().unwrap() + a["accepted_exposures"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counts(&s.db), (first.len() as u64, events));
+}
+
+/// An upload is answered only after its commit: kill -9 the server under load, and every
+/// acknowledged upload is in the database with all its events.
+#[test]
+fn an_acknowledged_upload_survives_a_killed_server() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path());
+    let db = fresh_db(Backend::Sqlite, dir.path()).unwrap();
+    let mut server = Server::start(dir.path(), &db, dir.path());
+    let url = server.url("/v1/upload");
+    let acked = Mutex::new(Vec::new());
+    let running = AtomicUsize::new(8);
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (url, acked, running) = (&url, &acked, &running);
+            scope.spawn(move || {
+                for i in 0.. {
+                    let key = format!("{t}-{i}");
+                    let sent = client()
+                        .post(url)
+                        .header(AUTHORIZATION, format!("Bearer {}", token("erin")))
+                        .json(&upload_body(&key, &["i1", "i2"], &["i3"]))
+                        .send();
+                    match sent {
+                        Ok(r) if r.status().as_u16() == 200 => acked.lock().unwrap().push(key),
+                        _ => break,
+                    }
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        while acked.lock().unwrap().len() < 300 && running.load(Ordering::SeqCst) == 8 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    });
+    let acked = acked.into_inner().unwrap();
+    assert!(
+        acked.len() >= 300,
+        "the clients stopped early: {}",
+        acked.len()
+    );
+    let stored: std::collections::HashMap<String, i64> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{db}"))
+            .await
+            .unwrap();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT u.idempotency_key, COUNT(e.seq) FROM uploads u \
+             LEFT JOIN events e USING (user_id, idempotency_key) GROUP BY u.idempotency_key",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.into_iter().collect()
+    });
+    for key in &acked {
+        assert_eq!(
+            stored.get(key),
+            Some(&3),
+            "acknowledged upload {key} is not whole"
+        );
+    }
+    assert!(
+        stored.values().all(|&n| n == 3),
+        "an upload was stored in part"
+    );
 }
 
 #[test]

@@ -7,5 +7,6 @@ pub mod metrics;
 pub mod paper;
 pub mod protocol;
 pub mod report;
+pub mod resume;
 pub mod runner;
 pub mod sampler;

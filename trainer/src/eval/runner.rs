@@ -3,6 +3,8 @@
 //! For each seed: candidates are sampled once (the same for every model), each model is fitted
 //! with that seed and scored on every case.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use indexmap::IndexMap;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -10,47 +12,93 @@ use super::curves::{curves, Curve};
 use super::metrics::METRICS;
 use super::protocol::evaluate;
 use super::report::{Protocol, Results};
+use super::resume::{SeedOutcome, SeedStore};
 use super::sampler::{sample_cases, NEGATIVES};
 use crate::baselines::{Zoo, ZooConfig};
 use crate::data::{filter, Dataset};
-use crate::error::Result;
+use crate::error::{Result, TrainerError};
 
-/// Evaluates `models` on `data` for each seed.
+/// Evaluates `models` on `data` for each seed, one seed at a time.
 pub fn run(data: &Dataset, models: &[String], seeds: &[u64], config: ZooConfig) -> Result<Results> {
-    Ok(run_with_curves(data, models, seeds, config)?.0)
+    Ok(run_with_curves(data, models, seeds, config, 1, None)?.0)
 }
 
-/// [`run`], also returning the training curves of every model and seed.
+/// [`run`] with up to `jobs` seeds evaluated at once (each seed trains its own models, so seeds
+/// are independent; the results do not depend on `jobs`), also returning the training curves
+/// of every model and seed. With a `store`, seeds it holds are reused and each seed is saved
+/// as soon as it finishes (see [`super::resume`]).
 pub fn run_with_curves(
     data: &Dataset,
     models: &[String],
     seeds: &[u64],
     config: ZooConfig,
+    jobs: usize,
+    store: Option<&SeedStore>,
 ) -> Result<(Results, Vec<Curve>)> {
-    let split = &data.split;
-    let mut per_model: IndexMap<String, Vec<[f64; METRICS.len()]>> =
-        models.iter().map(|m| (m.clone(), Vec::new())).collect();
-    let mut cases_per_seed = 0;
-    let mut all_curves = Vec::new();
     let bar = ProgressBar::new((models.len() * seeds.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} eval [{bar:30}] {pos}/{len} {msg} ({eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    for &seed in seeds {
-        let cases = sample_cases(split, seed, NEGATIVES)?;
-        cases_per_seed = cases.len();
-        let mut zoo = Zoo::new(split, seed, config);
-        for (name, rows) in per_model.iter_mut() {
-            bar.set_message(format!("{name} seed {seed}"));
-            let model = zoo.scorer(name)?;
-            let sums = evaluate(split, &cases, model.as_ref(), |_| bar.tick())?;
-            rows.push(sums.means());
-            bar.inc(1);
+    let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let outcomes: Vec<Option<Result<SeedOutcome>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.clamp(1, seeds.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&seed) = seeds.get(k) else {
+                            return done;
+                        };
+                        let outcome = match store.and_then(|s| s.load(seed)) {
+                            Some(saved) => {
+                                bar.inc(models.len() as u64);
+                                Ok(saved)
+                            }
+                            None => run_seed(data, models, seed, config, &bar).and_then(|o| {
+                                store.map_or(Ok(()), |s| s.save(seed, &o))?;
+                                Ok(o)
+                            }),
+                        };
+                        if outcome.is_err() {
+                            // Seeds are taken in order, so the first error comes before
+                            // any seed left unevaluated: the others finish theirs and stop.
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        done.push((k, outcome));
+                        if stop.load(Ordering::Relaxed) {
+                            return done;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut slots: Vec<Option<Result<SeedOutcome>>> = seeds.iter().map(|_| None).collect();
+        for worker in workers {
+            let done = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (k, outcome) in done {
+                slots[k] = Some(outcome);
+            }
         }
-        all_curves.extend(curves(seed, &zoo.logs));
-    }
+        slots
+    });
     bar.finish_and_clear();
+    let mut per_model: IndexMap<String, Vec<[f64; METRICS.len()]>> =
+        models.iter().map(|m| (m.clone(), Vec::new())).collect();
+    let mut cases_per_seed = 0;
+    let mut all_curves = Vec::new();
+    for (seed, outcome) in seeds.iter().zip(outcomes) {
+        let (rows, cases, curves) = outcome
+            .ok_or_else(|| TrainerError::Data(format!("seed {seed} was not evaluated")))??;
+        for (model_rows, row) in per_model.values_mut().zip(rows) {
+            model_rows.push(row);
+        }
+        cases_per_seed = cases;
+        all_curves.extend(curves);
+    }
     let results = Results {
         dataset: data.name.clone(),
         protocol: protocol(data, cases_per_seed),
@@ -62,6 +110,30 @@ pub fn run_with_curves(
         command: String::new(),
     };
     Ok((results, all_curves))
+}
+
+/// One seed: candidates sampled once (the same for every model), each model fitted with the
+/// seed and scored on every case.
+fn run_seed(
+    data: &Dataset,
+    models: &[String],
+    seed: u64,
+    config: ZooConfig,
+    bar: &ProgressBar,
+) -> Result<SeedOutcome> {
+    let split = &data.split;
+    let cases = sample_cases(split, seed, NEGATIVES)?;
+    let mut zoo = Zoo::new(split, seed, config);
+    let mut rows = Vec::with_capacity(models.len());
+    for name in models {
+        bar.set_message(format!("{name} seed {seed}"));
+        let model = zoo.scorer(name)?;
+        let sums = evaluate(split, &cases, model.as_ref(), |_| bar.tick())?;
+        rows.push(sums.means());
+        bar.inc(1);
+        tracing::info!(model = name.as_str(), seed, "evaluated");
+    }
+    Ok((rows, cases.len(), curves(seed, &zoo.logs)))
 }
 
 /// The protocol description written with the results.

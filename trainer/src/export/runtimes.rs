@@ -1,7 +1,7 @@
 //! Running an exported ONNX file in ONNX Runtime (ort, the server's runtime) and in tract
 //! (the device's), on named inputs; outputs come back as flat f32 vectors in graph order.
 
-use tract_onnx::prelude::{tvec, Framework, InferenceModelExt, IntoRunnable, IntoTValue};
+use tract_onnx::prelude::{tvec, Framework, IntoRunnable, IntoTValue};
 
 use crate::error::{Result, TrainerError};
 
@@ -97,7 +97,8 @@ impl OrtModel {
     }
 }
 
-/// A model loaded and optimized in tract, as the device does.
+/// A model loaded and optimized in tract, as the device does
+/// ([`slowfast_core::model::device_graph`]).
 pub struct TractModel {
     plan: std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
 }
@@ -106,6 +107,7 @@ impl TractModel {
     pub fn new(model: &[u8]) -> Result<TractModel> {
         let plan = tract_onnx::onnx()
             .model_for_read(&mut &model[..])
+            .and_then(slowfast_core::model::device_graph)
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(tract_err)?;

@@ -1,10 +1,21 @@
 //! The building blocks of every model: 3-layer MLPs, a GRU with PyTorch's (and candle's) gate
 //! layout, DIN's target attention, and a numerically stable BCE.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
+use super::cpu_ops::{add_bias, add_rows, mul_rows, relu};
 use crate::error::Result;
+
+/// `x Wᵀ + b` of a linear layer on 2-D `x`: candle_nn's `Linear::forward`, with the bias
+/// through [`add_bias`] so that its gradient is a contiguous sum.
+pub fn affine(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let y = x.matmul(&layer.weight().t()?)?;
+    match layer.bias() {
+        Some(b) => add_bias(&y, b),
+        None => Ok(y),
+    }
+}
 
 /// A 3-layer MLP `in → h1 → h2 → out` with ReLU between layers (paper §5.1.4: "the number of
 /// layers used in MLP is set to 3").
@@ -30,9 +41,9 @@ impl Mlp {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let dims = xs.dims().to_vec();
         let xs = xs.reshape(((), dims[dims.len() - 1]))?;
-        let xs = self.layers[0].forward(&xs)?.relu()?;
-        let xs = self.layers[1].forward(&xs)?.relu()?;
-        let xs = self.layers[2].forward(&xs)?;
+        let xs = relu(&affine(&self.layers[0], &xs)?)?;
+        let xs = relu(&affine(&self.layers[1], &xs)?)?;
+        let xs = affine(&self.layers[2], &xs)?;
         let mut out = dims;
         if let Some(last) = out.last_mut() {
             *last = xs.dim(1)?;
@@ -85,19 +96,14 @@ impl Gru {
     /// not depend on the state, so one matmul serves the whole window.
     pub fn project(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, t, i) = xs.dims3()?;
-        let gi = xs
-            .reshape((b * t, i))?
-            .matmul(&self.weight_ih.t()?)?
-            .broadcast_add(&self.bias_ih)?;
-        Ok(gi.reshape((b, t, 3 * self.hidden))?)
+        let gi = xs.reshape((b * t, i))?.matmul(&self.weight_ih.t()?)?;
+        Ok(add_bias(&gi, &self.bias_ih)?.reshape((b, t, 3 * self.hidden))?)
     }
 
     /// One step from projected inputs `gi` (B, 3H) and state `h` (B, H).
     pub fn step(&self, gi: &Tensor, h: &Tensor) -> Result<Tensor> {
         let hd = self.hidden;
-        let gh = h
-            .matmul(&self.weight_hh.t()?)?
-            .broadcast_add(&self.bias_hh)?;
+        let gh = add_bias(&h.matmul(&self.weight_hh.t()?)?, &self.bias_hh)?;
         let rz = candle_nn::ops::sigmoid(&(gi.narrow(1, 0, 2 * hd)? + gh.narrow(1, 0, 2 * hd)?)?)?;
         let r = rz.narrow(1, 0, hd)?;
         let z = rz.narrow(1, hd, hd)?;
@@ -108,16 +114,28 @@ impl Gru {
 
     /// One step from a raw input `x` (B, I): the GRU cell used for `GRUcell_n(e_i | r̂2)`.
     pub fn cell(&self, x: &Tensor, h: &Tensor) -> Result<Tensor> {
-        let gi = x
-            .matmul(&self.weight_ih.t()?)?
-            .broadcast_add(&self.bias_ih)?;
-        self.step(&gi, h)
+        self.step(
+            &add_bias(&x.matmul(&self.weight_ih.t()?)?, &self.bias_ih)?,
+            h,
+        )
     }
 
     /// Runs over a right-padded window `xs` (B, T, I) with `mask` (B, T) of 1/0 from `h0`
     /// (B, H) and returns the last valid state: padded steps leave the state unchanged, so an
     /// empty window returns `h0`.
+    ///
+    /// On the CPU in f32 the recurrence is one fused op ([`super::gru_scan`]); elsewhere it
+    /// runs step by step ([`Gru::forward_steps`]).
     pub fn forward(&self, xs: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
+        if !xs.device().is_cpu() || xs.dtype() != DType::F32 {
+            return self.forward_steps(xs, mask, h0);
+        }
+        let gi = self.project(xs)?;
+        super::gru_scan::scan(&gi, mask, h0, &self.weight_hh, &self.bias_hh)
+    }
+
+    /// [`Gru::forward`] as a loop of [`Gru::step`]s: any device and dtype.
+    pub fn forward_steps(&self, xs: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
         let steps = xs.dim(1)?;
         let gi = self.project(xs)?;
         let mut h = h0.clone();
@@ -150,15 +168,15 @@ pub fn target_attention(att: &Mlp, hist: &Tensor, mask: &Tensor, e: &Tensor) -> 
     let w_e = (block(1)? - block(2)?)?;
     let w_he = block(3)?;
     let flat = hist.reshape((b * l, d))?;
-    let he = hist.broadcast_mul(&e.unsqueeze(1)?)?.reshape((b * l, d))?;
+    let he = mul_rows(hist, e)?.reshape((b * l, d))?;
     let per_pos = (flat.matmul(&w_h.t()?)? + he.matmul(&w_he.t()?)?)?.reshape((b, l, ()))?;
     let mut per_row = e.matmul(&w_e.t()?)?;
     if let Some(bias) = first.bias() {
-        per_row = per_row.broadcast_add(bias)?;
+        per_row = add_bias(&per_row, bias)?;
     }
-    let z = per_pos.broadcast_add(&per_row.unsqueeze(1)?)?.relu()?;
-    let z = second.forward(&z.reshape((b * l, ()))?)?.relu()?;
-    let scores = third.forward(&z)?.reshape((b, l))?;
+    let z = relu(&add_rows(&per_pos, &per_row)?)?;
+    let z = relu(&affine(second, &z.reshape((b * l, ()))?)?)?;
+    let scores = affine(third, &z)?.reshape((b, l))?;
     let w = masked_softmax(&scores, mask)?;
     Ok(w.unsqueeze(1)?.matmul(hist)?.squeeze(1)?)
 }

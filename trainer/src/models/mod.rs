@@ -4,8 +4,10 @@
 //! `gru_n.{weight_ih,weight_hh,bias_ih,bias_hh}` (shared by both components), `slow.*`
 //! ([`slow::SlowNet`]) and `fast.*` ([`fast::FastNet`]).
 
+mod cpu_ops;
 pub mod fast;
 pub mod features;
+mod gru_scan;
 pub mod layers;
 pub mod optim;
 pub mod slow;
@@ -87,7 +89,8 @@ pub fn named_vars(
 }
 
 /// A model the training loop can fit: it names its windows and scores rows.
-pub trait Net {
+/// `Sync`: the shards of a batch run on several threads ([`train`]).
+pub trait Net: Sync {
     fn needs(&self) -> Needs;
     /// (B, 1) logits for the rows of `batch`.
     fn logits(&self, batch: &Batch) -> Result<Tensor>;
@@ -166,4 +169,37 @@ pub fn device() -> Result<Device> {
     }
     #[cfg(not(feature = "cuda"))]
     Ok(Device::Cpu)
+}
+
+/// Checks shared by the tests of the custom CPU kernels.
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::{Tensor, Var};
+
+    use crate::error::Result;
+
+    pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+    }
+
+    /// `ours` and the reference `theirs` agree within `tol` in value and in the gradient of
+    /// `Σ probe ⊙ out` with respect to every one of `vars`.
+    pub fn assert_same_op(
+        ours: &Tensor,
+        theirs: &Tensor,
+        probe: &Tensor,
+        vars: &[&Var],
+        tol: f32,
+    ) -> Result<()> {
+        assert!(max_abs_diff(ours, theirs)? <= tol, "values differ");
+        let g1 = (ours * probe)?.sum_all()?.backward()?;
+        let g2 = (theirs * probe)?.sum_all()?.backward()?;
+        for v in vars {
+            let (Some(a), Some(b)) = (g1.get(v), g2.get(v)) else {
+                panic!("a gradient is missing");
+            };
+            assert!(max_abs_diff(a, b)? <= tol, "gradients differ");
+        }
+        Ok(())
+    }
 }

@@ -1,8 +1,15 @@
 //! The training loop shared by every model: BCE on each positive and `negatives` sampled
 //! negatives (uniform over all items), Adam with L2, and early stopping on the validation
 //! NDCG@10 of held-out training-phase clicks (never the test phase).
+//!
+//! Data parallelism: each mini-batch is cut into [`TrainConfig::shards`] contiguous shards
+//! whose losses (weighted by their share of the rows) are differentiated separately and
+//! whose gradients are summed: the gradient of the whole batch's mean loss. The shards run on
+//! up to [`set_threads`] threads. The result depends on the shard count (floating-point
+//! summation order), never on the thread count, so runs reproduce on any machine.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{Device, Tensor, Var};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -34,6 +41,48 @@ pub struct TrainConfig {
     /// Validation positives used (each ranked against 99 sampled negatives).
     pub max_valid: usize,
     pub seed: u64,
+    /// Shards per mini-batch (see the module doc); 1 differentiates the batch at once.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    TrainConfig::default().shards
+}
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// The threads training may use for the shards of a batch and for validation (default 1).
+/// The CLI sets it to the cores, or to 1 when it evaluates seeds in parallel.
+pub fn set_threads(threads: usize) {
+    THREADS.store(threads.max(1), Ordering::Relaxed);
+}
+
+fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
+
+/// `f` over `items` on up to [`threads`] scoped threads, in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+    let n = threads().min(items.len());
+    if n <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| s.spawn(|| part.iter().map(&f).collect::<Result<Vec<R>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            let part = h.join().map_err(|_| {
+                crate::TrainerError::InvalidArgument("a training thread panicked".into())
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
 }
 
 impl Default for TrainConfig {
@@ -47,6 +96,7 @@ impl Default for TrainConfig {
             patience: 2,
             max_valid: 1000,
             seed: 1,
+            shards: 2,
         }
     }
 }
@@ -107,26 +157,38 @@ pub fn fit(
         let started = std::time::Instant::now();
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for chunk in order.chunks(per_batch) {
-            let moments: Vec<Moment<'_>> = chunk.iter().map(|&i| train[i].moment).collect();
-            let mut rows = Vec::with_capacity(chunk.len() * (1 + cfg.negatives));
-            for (m, &i) in chunk.iter().enumerate() {
-                rows.push(Row {
-                    moment: m,
-                    item: train[i].item,
-                    label: 1.0,
-                });
-                for item in sample_negatives(&mut rng, num_items, train[i].item, cfg.negatives) {
-                    rows.push(Row {
-                        moment: m,
-                        item,
-                        label: 0.0,
-                    });
+            // Negatives are drawn here, in batch order, so the shards do not change them.
+            let shards: Vec<Shard<'_>> = chunk
+                .chunks(chunk.len().div_ceil(cfg.shards.max(1)))
+                .map(|part| Shard::sample(part, train, &mut rng, num_items, cfg.negatives))
+                .collect();
+            let rows: usize = shards.iter().map(|s| s.rows.len()).sum();
+            let parts = par_map(&shards, |s| {
+                let batch = Batch::new(&s.moments, &s.rows, net.needs(), windows, &device)?;
+                let loss = bce_with_logits(&net.logits(&batch)?, &batch.labels)?;
+                // Weighted by its share of the rows: the shards' sum is the batch mean.
+                let loss = (loss * (s.rows.len() as f64 / rows as f64))?;
+                Ok((loss.to_scalar::<f32>()?, loss.backward()?))
+            })?;
+            let mut parts = parts.into_iter();
+            let Some((loss, mut grads)) = parts.next() else {
+                continue;
+            };
+            let mut loss = f64::from(loss);
+            for (l, g) in parts {
+                loss += f64::from(l);
+                for (_, var) in vars {
+                    if let Some(more) = g.get(var.as_tensor()) {
+                        let sum = match grads.get(var.as_tensor()) {
+                            Some(have) => (have + more)?,
+                            None => more.clone(),
+                        };
+                        grads.insert(var.as_tensor(), sum);
+                    }
                 }
             }
-            let batch = Batch::new(&moments, &rows, net.needs(), windows, &device)?;
-            let loss = bce_with_logits(&net.logits(&batch)?, &batch.labels)?;
-            opt.step(&loss.backward()?)?;
-            loss_sum += f64::from(loss.to_scalar::<f32>()?);
+            opt.step(&grads)?;
+            loss_sum += loss;
             batches += 1;
             bar.inc(1);
         }
@@ -165,6 +227,40 @@ pub fn fit(
         restore(vars, &best.1)?;
     }
     Ok(logs)
+}
+
+/// One shard of a mini-batch: its moments and their positive and negative rows.
+struct Shard<'a> {
+    moments: Vec<Moment<'a>>,
+    rows: Vec<Row>,
+}
+
+impl<'a> Shard<'a> {
+    fn sample(
+        part: &[usize],
+        train: &[Positive<'a>],
+        rng: &mut ChaCha8Rng,
+        num_items: usize,
+        negatives: usize,
+    ) -> Shard<'a> {
+        let moments = part.iter().map(|&i| train[i].moment).collect();
+        let mut rows = Vec::with_capacity(part.len() * (1 + negatives));
+        for (m, &i) in part.iter().enumerate() {
+            rows.push(Row {
+                moment: m,
+                item: train[i].item,
+                label: 1.0,
+            });
+            for item in sample_negatives(rng, num_items, train[i].item, negatives) {
+                rows.push(Row {
+                    moment: m,
+                    item,
+                    label: 0.0,
+                });
+            }
+        }
+        Shard { moments, rows }
+    }
 }
 
 /// Scores every candidate of `queries` with `net` in one batch: the rows of the evaluation
@@ -253,8 +349,9 @@ impl<'a> ValidSet<'a> {
         if self.cases.is_empty() {
             return Ok(0.0);
         }
-        let mut sum = 0.0;
-        for chunk in self.cases.chunks(32) {
+        let chunks: Vec<_> = self.cases.chunks(32).collect();
+        let sums = par_map(&chunks, |chunk| {
+            let mut sum = 0.0;
             let moments: Vec<Moment<'_>> = chunk.iter().map(|(m, _)| *m).collect();
             let rows: Vec<Row> = chunk
                 .iter()
@@ -272,7 +369,8 @@ impl<'a> ValidSet<'a> {
             for s in scores.chunks(100) {
                 sum += Metric::Ndcg(10).at_rank(pessimistic_rank(s));
             }
-        }
-        Ok(sum / self.cases.len() as f64)
+            Ok(sum)
+        })?;
+        Ok(sums.iter().sum::<f64>() / self.cases.len() as f64)
     }
 }

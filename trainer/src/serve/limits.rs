@@ -28,8 +28,12 @@ fn fail<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, Fi
     })
 }
 
+fn id_fits(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_ID_BYTES
+}
+
 fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
-    if value.is_empty() || value.len() > MAX_ID_BYTES {
+    if !id_fits(value) {
         return fail(
             field,
             format!("must have 1..={MAX_ID_BYTES} bytes, got {}", value.len()),
@@ -49,13 +53,16 @@ fn check_events(field: &str, events: &[WireEvent], items: &Items) -> Result<(), 
         );
     }
     for (i, e) in events.iter().enumerate() {
-        let f = format!("{field}[{i}]");
-        check_id(&format!("{f}.item"), &e.item)?;
+        // Field names are formatted only for the error: a valid upload allocates nothing here.
+        let at = |part: &str| format!("{field}[{i}].{part}");
+        if !id_fits(&e.item) {
+            return check_id(&at("item"), &e.item);
+        }
         if items.index(&e.item).is_none() {
-            return fail(format!("{f}.item"), format!("unknown item id {:?}", e.item));
+            return fail(at("item"), format!("unknown item id {:?}", e.item));
         }
         if e.ts < 0 {
-            return fail(format!("{f}.ts"), "must be Unix milliseconds ≥ 0");
+            return fail(at("ts"), "must be Unix milliseconds ≥ 0");
         }
     }
     Ok(())
@@ -145,6 +152,10 @@ mod tests {
         assert_eq!(field_of(|u| u.neg_memory[1] = f32::NAN), "neg_memory[1]");
         assert_eq!(
             field_of(|u| u.clicks[0].item = "zz".into()),
+            "clicks[0].item"
+        );
+        assert_eq!(
+            field_of(|u| u.clicks[0].item = "z".repeat(129)),
             "clicks[0].item"
         );
         assert_eq!(field_of(|u| u.clicks[0].ts = -1), "clicks[0].ts");

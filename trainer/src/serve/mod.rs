@@ -27,6 +27,8 @@
 //! SQLite by default (`--db` a file path, created on first start); PostgreSQL when the URL
 //! starts with `postgres://`. Same queries and migrations; idempotency is a primary key checked
 //! inside the upload's transaction, so several instances on one PostgreSQL behave as one.
+//! One writer task per server commits the uploads queued at a time together ([`writer`]: group
+//! commit, a savepoint per upload when a group fails); an upload is answered after its commit.
 //! [`store::Store::event_log`] hands what devices uploaded to the trainer (`--from-db`).
 //!
 //! # Model updates
@@ -42,6 +44,7 @@ pub mod openapi;
 pub mod ranker;
 pub mod retrieval;
 pub mod store;
+pub mod writer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,7 +4,9 @@
 //! One code path over `sqlx::Any`: SQLite (a file, created on first start; WAL) or PostgreSQL
 //! (`postgres://`), with the same migrations (`trainer/migrations/`). Idempotency lives in the
 //! database (a primary key on `(user, idempotency_key)` inside the upload's transaction), so
-//! several server instances on one PostgreSQL behave as one.
+//! several server instances on one PostgreSQL behave as one. Uploads are written in groups by
+//! one writer task per server ([`writer`](super::writer), group commit) with a fixed number of
+//! statements per group ([`write_uploads`]).
 
 use std::collections::HashMap;
 
@@ -12,6 +14,7 @@ use slowfast_core::wire::{UploadRequest, UploadResponse, WireEvent};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use super::writer::Writer;
 use crate::data::{EventKind, EventLog};
 use crate::error::{Result, TrainerError};
 
@@ -21,15 +24,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Rows per multi-row `INSERT` of events (6 parameters each, far below both databases' limits).
 const EVENT_ROWS_PER_INSERT: usize = 500;
 
-/// A connection pool to the server's database.
+/// A connection pool to the server's database, and the writer task every upload goes through.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// SQLite has one writer at a time; queueing writers here instead of in SQLite's busy
-    /// handler (which sleeps and retries) keeps upload latency flat. `None` on PostgreSQL.
-    write_lock: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    writer: Writer,
 }
-
 /// A database URL: `postgres://…`, `sqlite:…`, or a plain file path (SQLite, created if absent).
 pub fn normalise_url(url: &str) -> String {
     if url.starts_with("postgres://")
@@ -64,106 +64,23 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| TrainerError::Store(format!("migrations: {e}")))?;
-        let write_lock = sqlite.then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
-        Ok(Store { pool, write_lock })
+        let writer = Writer::spawn(pool.clone());
+        Ok(Store { pool, writer })
     }
 
     /// Stores a validated upload of `user` once. A repeated `(user, idempotency_key)` stores
     /// nothing and returns the first answer with `duplicate = true`, across instances too.
+    /// Answers after the commit that holds the upload ([`writer`](super::writer): group
+    /// commit).
     pub async fn record_upload(
         &self,
         user: &str,
         req: &UploadRequest,
         now_ms: i64,
     ) -> Result<UploadResponse> {
-        let neg_memory =
-            serde_json::to_string(&req.neg_memory).map_err(|e| TrainerError::Json {
-                what: "neg_memory".into(),
-                source: e,
-            })?;
-        let answer = UploadResponse {
-            accepted_clicks: req.clicks.len() as u32,
-            accepted_exposures: req.exposures.len() as u32,
-            duplicate: false,
-        };
-        let _writer = match &self.write_lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
-        let inserted = sqlx::query(
-            "INSERT INTO uploads (user_id, idempotency_key, model_version, neg_memory, \
-             accepted_clicks, accepted_exposures, received_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (user_id, idempotency_key) DO NOTHING",
-        )
-        .bind(user)
-        .bind(&req.idempotency_key)
-        .bind(&req.model_version)
-        .bind(&neg_memory)
-        .bind(i64::from(answer.accepted_clicks))
-        .bind(i64::from(answer.accepted_exposures))
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("insert upload"))?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await.map_err(db_err("rollback"))?;
-            return self.first_answer(user, &req.idempotency_key).await;
-        }
-        let events = req
-            .clicks
-            .iter()
-            .map(|e| ("click", e))
-            .chain(req.exposures.iter().map(|e| ("exposure", e)))
-            .collect::<Vec<_>>();
-        for (chunk_no, chunk) in events.chunks(EVENT_ROWS_PER_INSERT).enumerate() {
-            insert_events(
-                &mut tx,
-                user,
-                &req.idempotency_key,
-                chunk_no * EVENT_ROWS_PER_INSERT,
-                chunk,
-            )
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO user_state (user_id, model_version, neg_memory, updated_ms) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id) DO UPDATE SET model_version = excluded.model_version, \
-             neg_memory = excluded.neg_memory, updated_ms = excluded.updated_ms",
-        )
-        .bind(user)
-        .bind(&req.model_version)
-        .bind(&neg_memory)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("update user state"))?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok(answer)
-    }
-
-    async fn first_answer(&self, user: &str, key: &str) -> Result<UploadResponse> {
-        let row = sqlx::query(
-            "SELECT accepted_clicks, accepted_exposures FROM uploads \
-             WHERE user_id = $1 AND idempotency_key = $2",
-        )
-        .bind(user)
-        .bind(key)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err("read first answer"))?;
-        let count = |col: &str| -> Result<u32> {
-            let v: i64 = row.try_get(col).map_err(db_err("read first answer"))?;
-            u32::try_from(v).map_err(|_| TrainerError::Store(format!("{col} out of range: {v}")))
-        };
-        Ok(UploadResponse {
-            accepted_clicks: count("accepted_clicks")?,
-            accepted_exposures: count("accepted_exposures")?,
-            duplicate: true,
-        })
+        self.writer
+            .submit(NewUpload::new(user, req.clone(), now_ms)?)
+            .await
     }
 
     /// The user's most recent `limit` clicked items, oldest first (the slow history `H^S`).
@@ -290,42 +207,269 @@ fn state_of(r: &AnyRow) -> Result<(String, Vec<f32>)> {
     Ok((version, v))
 }
 
-async fn insert_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user: &str,
-    key: &str,
-    first_seq: usize,
-    events: &[(&str, &WireEvent)],
-) -> Result<()> {
-    let mut sql =
-        String::from("INSERT INTO events (user_id, idempotency_key, seq, kind, item, ts) VALUES ");
-    for i in 0..events.len() {
-        let p = 6 * i;
-        if i > 0 {
-            sql.push_str(", ");
+/// One validated upload on its way to the database; `neg_memory` (`r̂2`) already as JSON.
+#[derive(Debug)]
+pub(super) struct NewUpload {
+    user: String,
+    req: UploadRequest,
+    neg_memory: String,
+    now_ms: i64,
+}
+
+impl NewUpload {
+    pub(super) fn new(user: &str, req: UploadRequest, now_ms: i64) -> Result<NewUpload> {
+        let neg_memory =
+            serde_json::to_string(&req.neg_memory).map_err(|e| TrainerError::Json {
+                what: "neg_memory".into(),
+                source: e,
+            })?;
+        Ok(NewUpload {
+            user: user.to_string(),
+            req,
+            neg_memory,
+            now_ms,
+        })
+    }
+
+    /// Clicks and exposures in this upload.
+    pub(super) fn events(&self) -> usize {
+        self.req.clicks.len() + self.req.exposures.len()
+    }
+
+    fn key(&self) -> (&str, &str) {
+        (&self.user, &self.req.idempotency_key)
+    }
+
+    fn answer(&self) -> UploadResponse {
+        UploadResponse {
+            accepted_clicks: self.req.clicks.len() as u32,
+            accepted_exposures: self.req.exposures.len() as u32,
+            duplicate: false,
         }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6
-        ));
     }
+}
+
+/// Writes a group of uploads on `conn`, inside the caller's transaction, with a fixed number
+/// of statements whatever the group's size: one multi-row `INSERT … ON CONFLICT DO NOTHING
+/// RETURNING` of the uploads, one read of the first answers of keys already stored, the events
+/// of the new uploads, one upsert of `user_state` (`r̂2`). A key repeated inside the group is a
+/// duplicate of its first occurrence. Rows are written in `(user, key)` order so that
+/// instances sharing a PostgreSQL take row locks in one order. Answers in `uploads` order.
+pub(super) async fn write_uploads(
+    conn: &mut sqlx::AnyConnection,
+    uploads: &[&NewUpload],
+) -> Result<Vec<UploadResponse>> {
+    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, u) in uploads.iter().enumerate() {
+        first.entry(u.key()).or_insert(i);
+    }
+    let mut distinct: Vec<&NewUpload> = first.values().map(|&i| uploads[i]).collect();
+    distinct.sort_by(|a, b| a.key().cmp(&b.key()));
+    let inserted = insert_uploads(conn, &distinct).await?;
+    // New: the first occurrence of a key the insert stored; everything else is a duplicate.
+    let is_new: Vec<bool> = (0..uploads.len())
+        .map(|i| first[&uploads[i].key()] == i && inserted.contains(&key_of(uploads[i])))
+        .collect();
+    let stored: Vec<&NewUpload> = distinct
+        .iter()
+        .copied()
+        .filter(|u| !inserted.contains(&key_of(u)))
+        .collect();
+    let mut answers = first_answers(conn, &stored).await?;
+    let new: Vec<&NewUpload> = (0..uploads.len())
+        .filter(|&i| is_new[i])
+        .map(|i| uploads[i])
+        .collect();
+    for u in &new {
+        answers.insert(key_of(u), u.answer());
+    }
+    insert_events(conn, &new).await?;
+    upsert_user_state(conn, &new).await?;
+    uploads
+        .iter()
+        .zip(is_new)
+        .map(|(u, is_new)| {
+            let mut a = answers.get(&key_of(u)).cloned().ok_or_else(|| {
+                TrainerError::Store(format!("upload {:?} neither stored nor new", u.key()))
+            })?;
+            a.duplicate = !is_new;
+            Ok(a)
+        })
+        .collect()
+}
+
+type Key = (String, String);
+
+fn key_of(u: &NewUpload) -> Key {
+    (u.user.clone(), u.req.idempotency_key.clone())
+}
+
+/// `($1, $2, …), ($k+1, …), …`: `rows` placeholder tuples of `width` parameters.
+fn placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row = (1..=width)
+                .map(|c| format!("${}", r * width + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts the uploads' rows; the keys that were new (a stored key is left as it is).
+async fn insert_uploads(
+    conn: &mut sqlx::AnyConnection,
+    uploads: &[&NewUpload],
+) -> Result<std::collections::HashSet<Key>> {
+    let sql = format!(
+        "INSERT INTO uploads (user_id, idempotency_key, model_version, neg_memory, \
+         accepted_clicks, accepted_exposures, received_ms) VALUES {} \
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING \
+         RETURNING user_id, idempotency_key",
+        placeholders(uploads.len(), 7)
+    );
     let mut q = sqlx::query(&sql);
-    for (i, (kind, e)) in events.iter().enumerate() {
+    for u in uploads {
+        let a = u.answer();
         q = q
-            .bind(user)
-            .bind(key)
-            .bind((first_seq + i) as i64)
-            .bind(*kind)
-            .bind(e.item.as_str())
-            .bind(e.ts);
+            .bind(u.user.as_str())
+            .bind(u.req.idempotency_key.as_str())
+            .bind(u.req.model_version.as_str())
+            .bind(u.neg_memory.as_str())
+            .bind(i64::from(a.accepted_clicks))
+            .bind(i64::from(a.accepted_exposures))
+            .bind(u.now_ms);
     }
-    q.execute(&mut **tx)
+    let rows = q
+        .fetch_all(&mut *conn)
         .await
-        .map_err(db_err("insert events"))?;
+        .map_err(db_err("insert upload"))?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("user_id").map_err(db_err("insert upload"))?,
+                r.try_get("idempotency_key")
+                    .map_err(db_err("insert upload"))?,
+            ))
+        })
+        .collect()
+}
+
+/// The answers stored with keys that were already there (what a retry gets back).
+async fn first_answers(
+    conn: &mut sqlx::AnyConnection,
+    stored: &[&NewUpload],
+) -> Result<HashMap<Key, UploadResponse>> {
+    if stored.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let which = (0..stored.len())
+        .map(|i| {
+            format!(
+                "(user_id = ${} AND idempotency_key = ${})",
+                2 * i + 1,
+                2 * i + 2
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let sql = format!(
+        "SELECT user_id, idempotency_key, accepted_clicks, accepted_exposures FROM uploads \
+         WHERE {which}"
+    );
+    let mut q = sqlx::query(&sql);
+    for u in stored {
+        q = q.bind(u.user.as_str()).bind(u.req.idempotency_key.as_str());
+    }
+    let rows = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err("read first answer"))?;
+    rows.iter()
+        .map(|row| {
+            let get = |c: &str| {
+                row.try_get::<String, _>(c)
+                    .map_err(db_err("read first answer"))
+            };
+            let count = |c: &str| -> Result<u32> {
+                let v: i64 = row.try_get(c).map_err(db_err("read first answer"))?;
+                u32::try_from(v).map_err(|_| TrainerError::Store(format!("{c} out of range: {v}")))
+            };
+            let answer = UploadResponse {
+                accepted_clicks: count("accepted_clicks")?,
+                accepted_exposures: count("accepted_exposures")?,
+                duplicate: true,
+            };
+            Ok(((get("user_id")?, get("idempotency_key")?), answer))
+        })
+        .collect()
+}
+
+/// The clicks and exposures of new uploads, `seq` numbering each upload's events from 0.
+async fn insert_events(conn: &mut sqlx::AnyConnection, new: &[&NewUpload]) -> Result<()> {
+    let rows: Vec<(&NewUpload, usize, &str, &WireEvent)> = new
+        .iter()
+        .flat_map(|u| {
+            let clicks = u.req.clicks.iter().map(|e| ("click", e));
+            let exposures = u.req.exposures.iter().map(|e| ("exposure", e));
+            clicks
+                .chain(exposures)
+                .enumerate()
+                .map(move |(seq, (kind, e))| (*u, seq, kind, e))
+        })
+        .collect();
+    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO events (user_id, idempotency_key, seq, kind, item, ts) VALUES {}",
+            placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for (u, seq, kind, e) in chunk {
+            q = q
+                .bind(u.user.as_str())
+                .bind(u.req.idempotency_key.as_str())
+                .bind(*seq as i64)
+                .bind(*kind)
+                .bind(e.item.as_str())
+                .bind(e.ts);
+        }
+        q.execute(&mut *conn)
+            .await
+            .map_err(db_err("insert events"))?;
+    }
+    Ok(())
+}
+
+/// Each user's latest `r̂2`: the user's last upload in `new` (arrival order) wins, one row per
+/// user (PostgreSQL refuses to update a row twice in one statement).
+async fn upsert_user_state(conn: &mut sqlx::AnyConnection, new: &[&NewUpload]) -> Result<()> {
+    let mut latest: HashMap<&str, &NewUpload> = HashMap::new();
+    for u in new {
+        latest.insert(&u.user, u);
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let mut latest: Vec<&NewUpload> = latest.into_values().collect();
+    latest.sort_by(|a, b| a.user.cmp(&b.user));
+    let sql = format!(
+        "INSERT INTO user_state (user_id, model_version, neg_memory, updated_ms) VALUES {} \
+         ON CONFLICT (user_id) DO UPDATE SET model_version = excluded.model_version, \
+         neg_memory = excluded.neg_memory, updated_ms = excluded.updated_ms",
+        placeholders(latest.len(), 4)
+    );
+    let mut q = sqlx::query(&sql);
+    for u in latest {
+        q = q
+            .bind(u.user.as_str())
+            .bind(u.req.model_version.as_str())
+            .bind(u.neg_memory.as_str())
+            .bind(u.now_ms);
+    }
+    q.execute(&mut *conn)
+        .await
+        .map_err(db_err("update user state"))?;
     Ok(())
 }

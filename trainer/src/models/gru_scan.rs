@@ -1,0 +1,388 @@
+//! A fused CPU kernel for the masked GRU recurrence of [`Gru::forward`](super::layers::Gru::forward),
+//! with its backward pass through time.
+//!
+//! Run step by step, one GRU window costs about 15 candle ops per step forward and twice as
+//! many backward, each allocating its result: on the fast component's windows (eq. 3 and 7)
+//! that overhead, not arithmetic, bounded training speed. Here the whole window is one op:
+//! per step one matrix product `h·W_hhᵀ` (gemm) and the gates in one pass over the rows.
+//! The backward pass recomputes the forward states (cheaper than keeping them in the graph)
+//! and runs back through time with two products per step (`dgh·W_hh` and `dghᵀ·h`).
+//!
+//! The gate layout is [`Gru`](super::layers::Gru)'s (PyTorch's, ONNX
+//! `linear_before_reset = 1`): with `gi = W_i x + b_i` already projected and
+//! `gh = W_h h + b_h`, `r = σ(gi_r + gh_r)`, `z = σ(gi_z + gh_z)`, `n = tanh(gi_n + r ⊙ gh_n)`,
+//! `h' = n + z ⊙ (h − n)`, and a step whose mask is 0 leaves the state unchanged:
+//! `h ← h + m (h' − h)`.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+
+use super::cpu_ops::values;
+use crate::error::Result;
+
+/// Runs the recurrence over projected inputs `gi` (B, T, 3H) with `mask` (B, T) from `h0`
+/// (B, H) with the recurrent weights `w_hh` (3H, H) and `b_hh` (3H); returns the last state
+/// (B, H). Differentiable in `gi`, `h0`, `w_hh` and `b_hh` (not in `mask`). CPU, f32 only.
+pub fn scan(
+    gi: &Tensor,
+    mask: &Tensor,
+    h0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> Result<Tensor> {
+    let (batch, steps, three_h) = gi.dims3()?;
+    let hidden = three_h / 3;
+    let op = GruScan {
+        mask: mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+        batch,
+        steps,
+        hidden,
+    };
+    if op.mask.len() != batch * steps || h0.dims2()? != (batch, hidden) {
+        return Err(candle_core::Error::Msg(format!(
+            "GRU scan: mask {:?} and h0 {:?} do not fit inputs {:?}",
+            mask.dims(),
+            h0.dims(),
+            gi.dims()
+        ))
+        .into());
+    }
+    // W_hh and b_hh travel as one (3H, H + 1) tensor: CustomOp3 takes three arguments.
+    let wb = Tensor::cat(&[w_hh, &b_hh.unsqueeze(1)?], 1)?;
+    Ok(gi
+        .contiguous()?
+        .apply_op3_arc(&h0.contiguous()?, &wb, std::sync::Arc::new(Box::new(op)))?)
+}
+
+struct GruScan {
+    mask: Vec<f32>,
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+}
+
+/// What the backward pass needs from the forward: every state and every step's gates.
+struct Trace {
+    /// (T + 1, B, H): `states[t]` is the state before step `t`.
+    states: Vec<f32>,
+    /// (T, B, 3H): `r, z, n` of each step.
+    gates: Vec<f32>,
+    /// (T, B, H): `gh_n = W_hn h + b_hn`, which the reset gate multiplies.
+    gh_n: Vec<f32>,
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)` on row-major slices with explicit strides
+/// (`(row, column)` strides of each operand), single-threaded: callers parallelise above.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
+        (rows.saturating_sub(1)) * rs + (cols.saturating_sub(1)) * cs
+    };
+    assert!(
+        m == 0
+            || n == 0
+            || k == 0
+            || (last(dst_rs, 1, m, n) < dst.len()
+                && last(lhs_rs, lhs_cs, m, k) < lhs.len()
+                && last(rhs_rs, rhs_cs, k, n) < rhs.len()),
+        "gemm operands out of bounds"
+    );
+    // SAFETY: the assertion above keeps every index the product touches inside the slices,
+    // and `dst` is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl GruScan {
+    /// The forward recurrence; with `trace`, also what [`GruScan::backward`] needs.
+    fn forward(&self, gi: &[f32], h0: &[f32], wb: &[f32], trace: bool) -> (Vec<f32>, Trace) {
+        let (b, t, h) = (self.batch, self.steps, self.hidden);
+        let mut state = h0.to_vec();
+        let mut gh = vec![0f32; b * 3 * h];
+        let mut tr = Trace {
+            states: Vec::with_capacity(if trace { (t + 1) * b * h } else { 0 }),
+            gates: Vec::with_capacity(if trace { t * b * 3 * h } else { 0 }),
+            gh_n: Vec::with_capacity(if trace { t * b * h } else { 0 }),
+        };
+        for step in 0..t {
+            if trace {
+                tr.states.extend_from_slice(&state);
+            }
+            // gh = h · W_hhᵀ + b_hh; W_hh[j, i] sits at wb[j (H + 1) + i], b_hh[j] at wb[j (H + 1) + H].
+            for row in gh.chunks_exact_mut(3 * h) {
+                for (j, g) in row.iter_mut().enumerate() {
+                    *g = wb[j * (h + 1) + h];
+                }
+            }
+            gemm(
+                (b, 3 * h, h),
+                &mut gh,
+                3 * h,
+                true,
+                &state,
+                (h, 1),
+                wb,
+                (1, h + 1),
+            );
+            for row in 0..b {
+                let m = self.mask[row * t + step];
+                let x = &gi[(row * t + step) * 3 * h..][..3 * h];
+                let g = &gh[row * 3 * h..][..3 * h];
+                let s = &mut state[row * h..][..h];
+                for j in 0..h {
+                    let r = sigmoid(x[j] + g[j]);
+                    let z = sigmoid(x[h + j] + g[h + j]);
+                    let n = (x[2 * h + j] + r * g[2 * h + j]).tanh();
+                    let next = n + z * (s[j] - n);
+                    if trace {
+                        tr.gates.extend_from_slice(&[r, z, n]);
+                        tr.gh_n.push(g[2 * h + j]);
+                    }
+                    s[j] += m * (next - s[j]);
+                }
+            }
+        }
+        if trace {
+            tr.states.extend_from_slice(&state);
+        }
+        (state, tr)
+    }
+
+    /// Backward through time: the gradients of `gi` (B, T, 3H), `h0` (B, H) and `wb`
+    /// (3H, H + 1) from the gradient `d_out` (B, H) of the last state.
+    fn backward(
+        &self,
+        gi: &[f32],
+        h0: &[f32],
+        wb: &[f32],
+        d_out: &[f32],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (b, t, h) = (self.batch, self.steps, self.hidden);
+        let (_, tr) = self.forward(gi, h0, wb, true);
+        let mut dh = d_out.to_vec();
+        let mut dgi = vec![0f32; b * t * 3 * h];
+        let mut dwb = vec![0f32; 3 * h * (h + 1)];
+        let mut dgh = vec![0f32; b * 3 * h];
+        for step in (0..t).rev() {
+            let prev = &tr.states[step * b * h..][..b * h];
+            for row in 0..b {
+                let m = self.mask[row * t + step];
+                let at = (step * b + row) * h;
+                let d_gi = &mut dgi[(row * t + step) * 3 * h..][..3 * h];
+                let d_gh = &mut dgh[row * 3 * h..][..3 * h];
+                for j in 0..h {
+                    let [r, z, n] = [0, 1, 2].map(|k| tr.gates[(at + j) * 3 + k]);
+                    let hp = prev[row * h + j];
+                    let d = dh[row * h + j];
+                    let d_next = m * d;
+                    let d_n = d_next * (1.0 - z);
+                    let d_z = d_next * (hp - n);
+                    let da_n = d_n * (1.0 - n * n);
+                    let da_r = da_n * tr.gh_n[at + j] * r * (1.0 - r);
+                    let da_z = d_z * z * (1.0 - z);
+                    d_gi[j] = da_r;
+                    d_gi[h + j] = da_z;
+                    d_gi[2 * h + j] = da_n;
+                    d_gh[j] = da_r;
+                    d_gh[h + j] = da_z;
+                    d_gh[2 * h + j] = da_n * r;
+                    // The state's direct paths: the masked carry and z ⊙ h.
+                    dh[row * h + j] = (1.0 - m) * d + d_next * z;
+                }
+            }
+            // dh += dgh · W_hh (B×3H · 3H×H).
+            gemm(
+                (b, h, 3 * h),
+                &mut dh,
+                h,
+                true,
+                &dgh,
+                (3 * h, 1),
+                wb,
+                (h + 1, 1),
+            );
+            // dW_hh += dghᵀ · h_prev (3H×B · B×H), into the first H columns of dwb.
+            gemm(
+                (3 * h, h, b),
+                &mut dwb,
+                h + 1,
+                true,
+                &dgh,
+                (1, 3 * h),
+                prev,
+                (h, 1),
+            );
+            for row in dgh.chunks_exact(3 * h) {
+                for (j, g) in row.iter().enumerate() {
+                    dwb[j * (h + 1) + h] += g;
+                }
+            }
+        }
+        (dgi, dh, dwb)
+    }
+}
+
+impl CustomOp3 for GruScan {
+    fn name(&self) -> &'static str {
+        "gru-scan"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (gi, h0, wb) = (
+            values(s1, l1, self.name(), "gi")?,
+            values(s2, l2, self.name(), "h0")?,
+            values(s3, l3, self.name(), "W_hh")?,
+        );
+        let (b, t, h) = (self.batch, self.steps, self.hidden);
+        if gi.len() != b * t * 3 * h || h0.len() != b * h || wb.len() != 3 * h * (h + 1) {
+            return Err(candle_core::Error::Msg(
+                "GRU scan: operand sizes do not match".into(),
+            ));
+        }
+        let (state, _) = self.forward(gi, h0, wb, false);
+        Ok((CpuStorage::F32(state), Shape::from((b, h))))
+    }
+
+    fn bwd(
+        &self,
+        gi: &Tensor,
+        h0: &Tensor,
+        wb: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
+        let (dgi, dh0, dwb) = self.backward(&flat(gi)?, &flat(h0)?, &flat(wb)?, &flat(grad_res)?);
+        let device = gi.device();
+        Ok((
+            Some(Tensor::from_vec(dgi, gi.shape(), device)?),
+            Some(Tensor::from_vec(dh0, h0.shape(), device)?),
+            Some(Tensor::from_vec(dwb, wb.shape(), device)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::*;
+    use crate::models::layers::{length_mask, Gru};
+    use crate::models::testing::{assert_same_op, max_abs_diff};
+
+    /// A GRU (input 3, hidden `h`) with random weights, random inputs (B, T, 3) and states.
+    fn setup(b: usize, t: usize, h: usize) -> Result<(VarMap, Gru, Var, Var)> {
+        let map = VarMap::new();
+        let gru = Gru::new(
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+            3,
+            h,
+        )?;
+        let xs = Var::randn(0f32, 1.0, (b, t, 3), &Device::Cpu)?;
+        let h0 = Var::randn(0f32, 0.5, (b, h), &Device::Cpu)?;
+        Ok((map, gru, xs, h0))
+    }
+
+    #[test]
+    fn the_fused_scan_matches_the_step_by_step_recurrence_and_its_gradients() -> Result<()> {
+        let (b, t, h) = (5, 7, 4);
+        let (map, gru, xs, h0) = setup(b, t, h)?;
+        // Lengths 0 (h0 passes through), partial and full windows.
+        let mask = length_mask(&[0, 1, 3, 7, 6], t, &Device::Cpu)?;
+        let probe = Tensor::randn(0f32, 1.0, (b, h), &Device::Cpu)?;
+        let fused = gru.forward(&xs, &mask, &h0)?;
+        let stepped = gru.forward_steps(&xs, &mask, &h0)?;
+        // A zero-length window passes h0 through exactly.
+        assert_eq!(
+            max_abs_diff(&fused.narrow(0, 0, 1)?, &h0.narrow(0, 0, 1)?)?,
+            0.0
+        );
+        let vars = map.all_vars();
+        assert_eq!(vars.len(), 4);
+        let mut all: Vec<&Var> = vars.iter().collect();
+        all.extend([&xs, &h0]);
+        assert_same_op(&fused, &stepped, &probe, &all, 1e-4)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_scan_gradient_matches_finite_differences() -> Result<()> {
+        let (b, t, h) = (2, 3, 3);
+        let [gi, h0, w, bias] = [
+            Var::randn(0f32, 1.0, (b, t, 3 * h), &Device::Cpu)?,
+            Var::randn(0f32, 0.5, (b, h), &Device::Cpu)?,
+            Var::randn(0f32, 0.4, (3 * h, h), &Device::Cpu)?,
+            Var::randn(0f32, 0.3, 3 * h, &Device::Cpu)?,
+        ];
+        let mask = length_mask(&[3, 2], t, &Device::Cpu)?;
+        let loss = |w: &Tensor| -> Result<f64> {
+            let out = scan(&gi, &mask, &h0, w, &bias)?;
+            Ok(f64::from(out.sqr()?.sum_all()?.to_scalar::<f32>()?))
+        };
+        let grads = scan(&gi, &mask, &h0, &w, &bias)?
+            .sqr()?
+            .sum_all()?
+            .backward()?;
+        let Some(analytic) = grads.get(&w) else {
+            panic!("no gradient for W_hh");
+        };
+        let analytic = analytic.flatten_all()?.to_vec1::<f32>()?;
+        let base = w.flatten_all()?.to_vec1::<f32>()?;
+        let eps = 1e-2f32;
+        let at =
+            |v: Vec<f32>| -> Result<f64> { loss(&Tensor::from_vec(v, w.shape(), &Device::Cpu)?) };
+        for (i, &a) in analytic.iter().enumerate() {
+            let (mut plus, mut minus) = (base.clone(), base.clone());
+            plus[i] += eps;
+            minus[i] -= eps;
+            let numeric = (at(plus)? - at(minus)?) / (2.0 * f64::from(eps));
+            assert!(
+                (numeric - f64::from(a)).abs() < 2e-3 + 1e-2 * numeric.abs(),
+                "dW_hh[{i}]: analytic {a} vs numeric {numeric}"
+            );
+        }
+        Ok(())
+    }
+}
