@@ -8,6 +8,8 @@
 #
 # One cross build serves everything: `cargo test --no-run` builds the test binaries, the
 # bindings' cdylib + staticlib and the rerank example, which then run directly under qemu.
+# Without slowfast-ffi's default `cli` feature: the uniffi-bindgen binary is a host tool, and
+# uniffi's code generators are not compiled for the device.
 # The cross build has a target directory of its own ($TARGET/cross): scripts/test-all.sh runs
 # this script in the background beside the host build and tests, and one target directory
 # would serialise the two on cargo's lock. With nothing shared with the host build anyway, its
@@ -42,8 +44,8 @@ CROSS_TARGET=$TARGET/cross
 ARM=$CROSS_TARGET/$TRIPLE/debug
 # cross_test ARGS...: `cargo test` of the cross build (profile and target directory above).
 cross_test() {
-  CARGO_TARGET_DIR=$CROSS_TARGET cargo test -p slowfast-core -p slowfast-ffi --target "$TRIPLE" --locked \
-    --config profile.dev.debug=false --config profile.dev.incremental=false \
+  CARGO_TARGET_DIR=$CROSS_TARGET cargo test -p slowfast-core -p slowfast-ffi --no-default-features \
+    --target "$TRIPLE" --locked --config profile.dev.debug=false --config profile.dev.incremental=false \
     --config 'profile.dev.package."*".opt-level=1' "$@"
 }
 LOG=$TARGET/aarch64-test.log

@@ -31,12 +31,19 @@ mkdir -p target
 # tests that do not keep both cores busy, the Kotlin installs) goes to the cross build, and at
 # nice 10 it yields a busy core to them. Run one after the other, the two took 30.5 min cold,
 # over CI's 30. Its installs (apt, rustup) run first, in the foreground: apt takes a lock.
-# SLOWFAST_SKIP_AARCH64=1 leaves it out (for developers; CI never sets it).
+# It has a deadline, SLOWFAST_AARCH64_DEADLINE_S seconds after this script started (default
+# 1560, 26 min, so that a cold run stays inside CI's 30 on a slower machine): a run still going
+# then is stopped and the summary says so ("aarch64: not finished ..."), without failing the
+# host's results; a run that finishes and fails does fail. SLOWFAST_SKIP_AARCH64=1 leaves it
+# out (for developers; CI never sets it).
 arm=
+ARM_DEADLINE=${SLOWFAST_AARCH64_DEADLINE_S:-1560}
 if [ "${SLOWFAST_SKIP_AARCH64:-0}" != 1 ]; then
   scripts/test-aarch64.sh --install
-  echo "== scripts/test-aarch64.sh (in the background, log: target/test-aarch64.log)"
-  nice -n 10 scripts/test-aarch64.sh > target/test-aarch64.log 2>&1 &
+  arm_budget=$((ARM_DEADLINE - SECONDS))
+  echo "== scripts/test-aarch64.sh (in the background for at most $arm_budget s, log: target/test-aarch64.log)"
+  # timeout signals the whole process group (cargo, rustc, qemu) when the budget runs out.
+  nice -n 10 timeout "$arm_budget" scripts/test-aarch64.sh < /dev/null > target/test-aarch64.log 2>&1 &
   arm=$!
 fi
 echo "== cargo test"
@@ -60,7 +67,12 @@ if [ -n "$arm" ]; then
   status=0
   wait $arm || status=$?
   cat target/test-aarch64.log
-  summarize test-aarch64 $status
+  if [ $status = 124 ]; then
+    echo "aarch64: not finished within its deadline of ${ARM_DEADLINE} s after the start (stopped; not a failure)" \
+      >> target/test-all-summary.txt
+  else
+    summarize test-aarch64 $status
+  fi
 else
   echo "aarch64: not run (SLOWFAST_SKIP_AARCH64=1)" >> target/test-all-summary.txt
 fi
