@@ -75,13 +75,19 @@ impl FastNet {
         let xp = embed(&shared.item_emb, &clicks.ids)?;
         let xn = embed(&shared.item_emb, &exposures.ids)?;
         match (&self.s2f, priors) {
-            (Some(_), Some(priors)) => self.s2f_logits(
-                &shared.gru_n,
-                &e,
-                (&batch.per_row(&xp)?, &batch.per_row(&clicks.mask)?),
-                (&batch.per_row(&xn)?, &batch.per_row(&exposures.mask)?),
-                priors,
-            ),
+            (Some(_), Some(priors)) => {
+                // Every candidate of a moment reads the moment's windows: their input
+                // projections are made once per moment, the recurrences run per row (eq. 7).
+                let gp = batch.per_row(&self.gru_p.project(&xp)?)?;
+                let gn = batch.per_row(&shared.gru_n.project(&xn)?)?;
+                self.s2f_projected(
+                    &shared.gru_n,
+                    &e,
+                    (&gp, &batch.per_row(&clicks.mask)?),
+                    (&gn, &batch.per_row(&exposures.mask)?),
+                    priors,
+                )
+            }
             (None, _) => {
                 // Eq. 3: zero initial states, so the GRUs run once per moment.
                 let h0 = Tensor::zeros((xp.dim(0)?, self.gru_p.hidden()), xp.dtype(), xp.device())?;
@@ -106,6 +112,21 @@ impl FastNet {
         exposures: (&Tensor, &Tensor),
         priors: &Priors,
     ) -> Result<Tensor> {
+        let gp = self.gru_p.project(clicks.0)?;
+        let gn = gru_n.project(exposures.0)?;
+        self.s2f_projected(gru_n, e, (&gp, clicks.1), (&gn, exposures.1), priors)
+    }
+
+    /// [`FastNet::s2f_logits`] from the windows' input projections (B, T, 3d) of GRU_p and
+    /// GRU_n ([`Gru::project`]).
+    fn s2f_projected(
+        &self,
+        gru_n: &Gru,
+        e: &Tensor,
+        clicks: (&Tensor, &Tensor),
+        exposures: (&Tensor, &Tensor),
+        priors: &Priors,
+    ) -> Result<Tensor> {
         let (r_t, r_n) = priors;
         let s2f = self.s2f.as_ref().ok_or_else(|| {
             crate::TrainerError::InvalidArgument("the fast component has no S2F".into())
@@ -115,8 +136,8 @@ impl FastNet {
         let r_f = ((&alpha * r_n)? + ((1.0 - &alpha)? * r_t)?)?;
         let hp = s2f.w1.forward(&r_f)?.relu()?;
         let hn = s2f.w2.forward(&r_f)?.relu()?;
-        let r1 = self.gru_p.forward(clicks.0, clicks.1, &hp)?;
-        let r2 = gru_n.forward(exposures.0, exposures.1, &hn)?;
+        let r1 = self.gru_p.forward_projected(clicks.0, clicks.1, &hp)?;
+        let r2 = gru_n.forward_projected(exposures.0, exposures.1, &hn)?;
         self.fuse_and_predict(&r1, &r2, Some(r_t), e)
     }
 
@@ -144,5 +165,89 @@ impl FastNet {
             None => Tensor::cat(&[&r, e], 1)?,
         };
         self.out.forward(&input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::data::split::Split;
+    use crate::data::{EventKind, EventLog};
+    use crate::models::features::{Moment, Padded, Row};
+    use crate::models::slowfast::{SlowFast, Variant};
+    use crate::models::testing::assert_same_op;
+    use crate::models::{named_vars, ModelConfig};
+
+    #[test]
+    fn projecting_each_moments_windows_once_changes_no_logit_or_gradient() -> Result<()> {
+        let mut log = EventLog::default();
+        for user in ["a", "b"] {
+            for k in 0..14 {
+                log.push_raw(user, &format!("c{k}"), 2 * k, EventKind::Click);
+                log.push_raw(user, &format!("x{user}{k}"), 2 * k + 1, EventKind::Exposure);
+            }
+        }
+        let split = Split::new(&log);
+        let model = SlowFast::new(Variant::Mc2sf, split.num_items, ModelConfig::default(), 7)?;
+        // Moments of different window lengths; three candidates each.
+        let moments: Vec<Moment<'_>> = (split.timelines.iter().zip([3, 9]))
+            .map(|(t, cut)| Moment {
+                user: t.user,
+                slow: t.slow(),
+                realtime: t.before(t.test_start - cut),
+            })
+            .collect();
+        let rows: Vec<Row> = (0..6)
+            .map(|k| Row {
+                moment: k % 2,
+                item: k as u32,
+                label: f32::from(u8::from(k < 2)),
+            })
+            .collect();
+        let fast = model.fast.as_ref().expect("MC2-SF has a fast component");
+        let batch = Batch::new(
+            &moments,
+            &rows,
+            fast.needs(),
+            model.config.windows,
+            &Device::Cpu,
+        )?;
+        let batch = Batch {
+            slow_history: None,
+            neg_memory: None,
+            ..batch
+        };
+        let shared = &model.shared;
+        let priors = (
+            Tensor::randn(0f32, 1.0, (rows.len(), shared.gru_n.hidden()), &Device::Cpu)?,
+            Tensor::randn(0f32, 1.0, (rows.len(), shared.gru_n.hidden()), &Device::Cpu)?,
+        );
+        let per_moment = fast.forward(shared, &batch, Some(&priors))?;
+        // The reference: every row's windows embedded and projected on their own.
+        let per_row = |w: &Option<Padded>| -> Result<(Tensor, Tensor)> {
+            let w = batch.window(w, "window")?;
+            let x = embed(&shared.item_emb, &w.ids)?;
+            Ok((batch.per_row(&x)?, batch.per_row(&w.mask)?))
+        };
+        let (clicks, exposures) = (per_row(&batch.clicks)?, per_row(&batch.exposures)?);
+        let reference = fast.s2f_logits(
+            &shared.gru_n,
+            &embed(&shared.item_emb, &batch.items)?,
+            (&clicks.0, &clicks.1),
+            (&exposures.0, &exposures.1),
+            &priors,
+        )?;
+        let probe = Tensor::randn(0f32, 1.0, (rows.len(), 1), &Device::Cpu)?;
+        // Everything the fast component trains, and the embeddings it reads.
+        let vars = named_vars(&model.varmap, &["fast.", "gru_n.", "item_emb"]);
+        assert_eq!(
+            vars.len(),
+            1 + 4 + 4 + 6 + 6 + 6,
+            "emb, 2 GRUs, 2 MLPs, W0-2"
+        );
+        let vars: Vec<_> = vars.iter().map(|(_, v)| v).collect();
+        assert_same_op(&per_moment, &reference, &probe, &vars, 1e-5)
     }
 }

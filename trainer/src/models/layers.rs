@@ -127,19 +127,28 @@ impl Gru {
     /// On the CPU in f32 the recurrence is one fused op ([`super::gru_scan`]); elsewhere it
     /// runs step by step ([`Gru::forward_steps`]).
     pub fn forward(&self, xs: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
-        if !xs.device().is_cpu() || xs.dtype() != DType::F32 {
-            return self.forward_steps(xs, mask, h0);
+        self.forward_projected(&self.project(xs)?, mask, h0)
+    }
+
+    /// [`Gru::forward`] from the window's input projections `gi` (B, T, 3H) of
+    /// [`Gru::project`], so rows that read the same window can share one projection: the S2F
+    /// fast component runs each moment's window from a different state for every candidate.
+    pub fn forward_projected(&self, gi: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
+        if gi.device().is_cpu() && gi.dtype() == DType::F32 {
+            return super::gru_scan::scan(gi, mask, h0, &self.weight_hh, &self.bias_hh);
         }
-        let gi = self.project(xs)?;
-        super::gru_scan::scan(&gi, mask, h0, &self.weight_hh, &self.bias_hh)
+        self.steps(gi, mask, h0)
     }
 
     /// [`Gru::forward`] as a loop of [`Gru::step`]s: any device and dtype.
     pub fn forward_steps(&self, xs: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
-        let steps = xs.dim(1)?;
-        let gi = self.project(xs)?;
+        self.steps(&self.project(xs)?, mask, h0)
+    }
+
+    /// The recurrence over projected inputs `gi` (B, T, 3H), one [`Gru::step`] at a time.
+    fn steps(&self, gi: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
         let mut h = h0.clone();
-        for t in 0..steps {
+        for t in 0..gi.dim(1)? {
             let m = mask.narrow(1, t, 1)?;
             let next = self.step(&gi.narrow(1, t, 1)?.squeeze(1)?, &h)?;
             h = (&h + m.broadcast_mul(&(next - &h)?)?)?;
