@@ -17,7 +17,7 @@ rm -rf "$OUT" ios/SlowFastFFI.xcframework && mkdir -p "$OUT/headers" "$OUT/simul
 
 rustup target add "$DEVICE" "${SIMULATOR[@]}" "${MACOS[@]}"
 for t in "$DEVICE" "${SIMULATOR[@]}" "${MACOS[@]}"; do
-  cargo build -p slowfast-ffi --locked --profile "$PROFILE" --target "$t"
+  cargo build -p slowfast-ffi --lib --no-default-features --locked --profile "$PROFILE" --target "$t"
 done
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 lib() { echo "$TARGET/$1/$PROFILE/libslowfast_ffi.a"; }

@@ -3,11 +3,19 @@
 # bindings crate to aarch64-unknown-linux-gnu, runs them under qemu-aarch64 (the cargo runner
 # of .cargo/config.toml), then checks that a rerank on the real fixture bundle scores the same
 # on aarch64 as on x86-64 (max |Δ| ≤ 1e-5). Installs its toolchain when missing.
+#   scripts/test-aarch64.sh            install, cross build, qemu tests, rerank parity
+#   scripts/test-aarch64.sh --install  only the installs (Debian packages, rustup target)
 #
 # One cross build serves everything: `cargo test --no-run` builds the test binaries, the
 # bindings' cdylib + staticlib and the rerank example, which then run directly under qemu.
-# To fit CI's time budget the cross build is cheaper than the host's dev profile: no debug
-# info, no incremental cache, dependencies at opt-level 1 (the host's are at 2).
+# Without slowfast-ffi's default `cli` feature: the uniffi-bindgen binary is a host tool, and
+# uniffi's code generators are not compiled for the device.
+# The cross build has a target directory of its own ($TARGET/cross): scripts/test-all.sh runs
+# this script in the background beside the host build and tests, and one target directory
+# would serialise the two on cargo's lock. With nothing shared with the host build anyway, its
+# profile is cheaper than the host's dev profile: no debug info (less to compile and link),
+# no incremental cache (a one-off build), dependencies at opt-level 1 (the host's are at 2;
+# not 0: the emulated tests run tract's inference, the crash test in 30 emulated children).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/install.sh
@@ -21,6 +29,7 @@ if ! rustup target list --installed | grep -qx "$TRIPLE"; then
   echo "== rustup target add $TRIPLE"
   rustup target add "$TRIPLE" >/dev/null
 fi
+[ "${1:-}" = "--install" ] && exit 0
 # With the arm64 libc installed natively qemu finds the loader itself, and `-L` makes threads hang.
 RUNNER=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
 if dpkg-query -W -f='${Status}' libc6:arm64 2>/dev/null | grep -q "install ok installed"; then
@@ -30,24 +39,28 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="${RUNNER[*]}"
 # core/tests/crash.rs re-runs its own binary as the child it kills: through qemu here, and 30
 # kills instead of the host run's 200 (each child starts an emulated process).
 export SLOWFAST_TEST_RUNNER="${RUNNER[*]}" SLOWFAST_CRASH_KILLS=30
-CROSS=(-p slowfast-core -p slowfast-ffi --target "$TRIPLE" --locked
-  --config profile.dev.debug=false --config profile.dev.incremental=false
-  --config 'profile.dev.package."*".opt-level=1')
 TARGET=$(cargo_target_dir)
-ARM=$TARGET/$TRIPLE/debug
+CROSS_TARGET=$TARGET/cross
+ARM=$CROSS_TARGET/$TRIPLE/debug
+# cross_test ARGS...: `cargo test` of the cross build (profile and target directory above).
+cross_test() {
+  CARGO_TARGET_DIR=$CROSS_TARGET cargo test -p slowfast-core -p slowfast-ffi --no-default-features \
+    --target "$TRIPLE" --locked --config profile.dev.debug=false --config profile.dev.incremental=false \
+    --config 'profile.dev.package."*".opt-level=1' "$@"
+}
 LOG=$TARGET/aarch64-test.log
 failed=0 tests_failed=0
 
 echo "== cargo test --no-run -p slowfast-core -p slowfast-ffi --target $TRIPLE"
 start=$SECONDS
-cargo test "${CROSS[@]}" --no-run
+cross_test --no-run
 echo "aarch64 build: $((SECONDS - start)) s"
 # The bindings' libraries, built as the examples' dependency (so left in deps/).
 file -b "$ARM/deps/libslowfast_ffi.so" "$ARM/deps/libslowfast_ffi.a"
 
 echo "== cargo test (qemu-aarch64)"
 start=$SECONDS
-cargo test "${CROSS[@]}" 2>&1 | tee "$LOG" || tests_failed=1
+cross_test 2>&1 | tee "$LOG" || tests_failed=1
 echo "aarch64 tests under qemu: $((SECONDS - start)) s"
 
 echo "== rerank parity on $BUNDLE: x86-64 vs aarch64"

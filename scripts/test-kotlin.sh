@@ -5,6 +5,7 @@
 # checks that need no Swift (ios/check-bindings.sh) on the same build, and that the README's
 # snippets are their tests' code (scripts/lib/check_snippets.py).
 #   scripts/test-kotlin.sh          tests
+#   scripts/test-kotlin.sh --install  only the installs (Debian packages, the Kotlin compiler)
 #   scripts/test-kotlin.sh --bench  + the FFI benchmark on a release build: p50 of a rerank of
 #                                   100 candidates and of one record_exposure from Kotlin vs
 #                                   the same calls from Rust (bindings/examples/rerank.rs)
@@ -28,6 +29,7 @@ if ! grep -q "\"version\": \"$KOTLIN_VERSION\"" "$KOTLIN_HOME/package.json" 2>/d
   echo "== npm install kotlin-compiler@$KOTLIN_VERSION"
   npm install --silent --no-audit --no-fund --prefix "$TOOLS" "kotlin-compiler@$KOTLIN_VERSION" >/dev/null
 fi
+[ "${1:-}" = "--install" ] && exit 0
 
 if [ $BENCH = 1 ]; then
   PROFILE=release
