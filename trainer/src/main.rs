@@ -241,6 +241,11 @@ struct EvalArgs {
     /// `<out>/seeds/`, so the same command run again resumes a stopped evaluation.
     #[arg(long)]
     out: PathBuf,
+    /// Evaluates seed K of 1..=N alone and keeps it under `<out>/seeds/`, writing no results:
+    /// spreads one evaluation's seeds over processes or machines sharing `<out>`. The command
+    /// without it then reuses every finished seed and writes the results.
+    #[arg(long, value_name = "K")]
+    only_seed: Option<u64>,
     #[command(flatten)]
     training: TrainingArgs,
 }
@@ -501,9 +506,19 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
             "--seeds must be at least 1".into(),
         ));
     }
-    let seeds: Vec<u64> = (1..=seeds).collect();
     let zoo = a.training.zoo();
     let store = SeedStore::new(out, &data, &models, &zoo);
+    if let Some(k) = a.only_seed {
+        if !(1..=seeds).contains(&k) {
+            return Err(TrainerError::InvalidArgument(format!(
+                "--only-seed {k} is not one of the seeds 1..={seeds}"
+            )));
+        }
+        runner::run_with_curves(&data, &models, &[k], zoo, jobs, Some(&store))?;
+        println!("seed {k} saved under {}/seeds/", out.display());
+        return Ok(());
+    }
+    let seeds: Vec<u64> = (1..=seeds).collect();
     let (mut results, training) =
         runner::run_with_curves(&data, &models, &seeds, zoo, jobs, Some(&store))?;
     results.command = command;

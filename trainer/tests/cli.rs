@@ -85,6 +85,61 @@ fn synth_stats_eval_round_trip() {
 }
 
 #[test]
+fn seeds_evaluated_apart_are_reused_by_the_whole_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_small(dir.path());
+    let out = dir.path().join("eval");
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--data",
+            &data,
+            "--models",
+            "Random,Pop",
+            "--seeds",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        slowfast(&args)
+    };
+    let o = eval(&["--only-seed", "3"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not one of the seeds 1..=2"));
+
+    let o = eval(&["--only-seed", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("seeds/seed-2.json").exists());
+    assert!(!out.join("seeds/seed-1.json").exists());
+    assert!(
+        !out.join("results.json").exists(),
+        "one seed writes no results"
+    );
+
+    // The whole evaluation evaluates seed 1 and reuses seed 2 as saved: a marked copy of
+    // Random's HR@1 comes back in the results.
+    let saved = out.join("seeds/seed-2.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    record["rows"][0][0] = serde_json::json!(0.5);
+    std::fs::write(&saved, record.to_string()).unwrap();
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("seeds/seed-1.json").exists());
+    let seed1: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("seeds/seed-1.json")).unwrap())
+            .unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let mean = results["models"]["Random"]["HR@1"]["mean"]
+        .as_f64()
+        .unwrap();
+    let expected = (seed1["rows"][0][0].as_f64().unwrap() + 0.5) / 2.0;
+    assert!((mean - expected).abs() < 1e-12, "{mean} vs {expected}");
+}
+
+#[test]
 fn malformed_input_names_file_and_line_and_lenient_skips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.csv");
