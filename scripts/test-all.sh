@@ -36,7 +36,8 @@ scripts/test-kotlin.sh --install
 # build and tests: the core time those leave idle on 2 cores (the build's serial stretches,
 # tests that do not keep both cores busy, the Kotlin compiler) goes to the cross build, and at
 # nice 10 it yields a busy core to them. Run one after the other, the two took 30.5 min cold,
-# over CI's 30; side by side, 27.8 min.
+# over CI's 30; side by side, all of .ci/run took 27.1 min cold on 2 cores (the host tests and
+# Kotlin done at about 24, the cross build at 26.2).
 # It has a deadline, SLOWFAST_AARCH64_DEADLINE_S seconds after this script started (default
 # 1680, 28 min, inside CI's 30 whatever the machine): a run still going then is stopped and the
 # summary says so ("aarch64: not finished ..."), without failing the host's results; a run that
