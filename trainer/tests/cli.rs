@@ -32,6 +32,24 @@ fn synth_small(dir: &Path) -> String {
     data.to_str().unwrap().to_owned()
 }
 
+/// `slowfast eval` of Random and Pop over 2 seeds, with `extra` arguments.
+fn eval_random_pop(data: &str, out: &Path, extra: &[&str]) -> Output {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "eval",
+        "--data",
+        data,
+        "--models",
+        "Random,Pop",
+        "--seeds",
+        "2",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    slowfast(&args)
+}
+
 #[test]
 fn synth_stats_eval_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,17 +70,7 @@ fn synth_stats_eval_round_trip() {
     );
 
     let out = dir.path().join("eval");
-    let o = slowfast(&[
-        "eval",
-        "--data",
-        &data,
-        "--models",
-        "Random,Pop",
-        "--seeds",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = eval_random_pop(&data, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
@@ -89,21 +97,7 @@ fn seeds_evaluated_apart_are_reused_by_the_whole_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth_small(dir.path());
     let out = dir.path().join("eval");
-    let eval = |extra: &[&str]| {
-        let mut args = vec![
-            "eval",
-            "--data",
-            &data,
-            "--models",
-            "Random,Pop",
-            "--seeds",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        slowfast(&args)
-    };
+    let eval = |extra: &[&str]| eval_random_pop(&data, &out, extra);
     let o = eval(&["--only-seed", "3"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not one of the seeds 1..=2"));
