@@ -15,10 +15,18 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# No incremental cache: a fresh clone gains nothing from it, and it is about a GB of disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+mkdir -p target
+# A cold run writes about 8 GB (host build 6.5, cross build 1); say so up front when the disk
+# is short rather than fail on "No space left on device" halfway through a build.
+free_gb=$(df -Pk target | awk 'NR == 2 { print int($4 / 1048576) }')
+if [ "${free_gb:-0}" -lt 10 ]; then
+  echo "== warning: ${free_gb} GB free where target/ lives; a cold run needs about 8 GB"
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 failed=0
-mkdir -p target
 # The host build goes first, in the background: the installs below (network and disk bound:
 # pip, apt, npm, rustup) then take no time of their own on a fresh machine.
 echo "== cargo test --no-run (in the background, log: target/build.log)"

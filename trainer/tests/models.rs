@@ -110,3 +110,52 @@ fn the_thread_count_never_changes_a_trained_model() {
     assert_eq!(one, two);
     assert!(quick().train.shards > 1, "the test must cut batches");
 }
+
+/// MC²-SF and MC²-SF+ share their slow round 1 (the zoo fits it once and forks it): each must
+/// come out exactly as when trained alone, whichever of the two trains first.
+#[test]
+fn mc2sf_and_mc2sf_plus_sharing_slow_round_one_train_as_if_alone() {
+    let data = small();
+    let cases = sample_cases(&data.split, 1, NEGATIVES).unwrap();
+    let config = ZooConfig {
+        rounds: 2,
+        train: TrainConfig {
+            max_epochs: 1,
+            ..quick().train
+        },
+        ..quick()
+    };
+    let scores = |zoo: &mut Zoo<'_>, name: &str| {
+        let model = zoo.scorer(name).unwrap();
+        let queries: Vec<_> = cases
+            .iter()
+            .take(40)
+            .map(|c| query(&data.split, c, model.view()))
+            .collect();
+        model.score(&queries).unwrap()
+    };
+    // Each fit's label, losses and validation NDCG@10 (its timings differ run to run).
+    let curves = |zoo: &Zoo<'_>, name: &str| {
+        let log = &zoo.logs.iter().find(|(n, _)| n == name).unwrap().1;
+        (log.fits.iter())
+            .map(|(label, epochs)| {
+                let points: Vec<_> = epochs.iter().map(|e| (e.loss, e.valid_ndcg10)).collect();
+                (label.clone(), points)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut alone = std::collections::HashMap::new();
+    for name in ["MC2-SF", "MC2-SF+"] {
+        let mut zoo = Zoo::new(&data.split, 2, config);
+        alone.insert(name, (scores(&mut zoo, name), curves(&zoo, name)));
+    }
+    assert_ne!(alone["MC2-SF"].0, alone["MC2-SF+"].0);
+    for order in [["MC2-SF", "MC2-SF+"], ["MC2-SF+", "MC2-SF"]] {
+        let mut zoo = Zoo::new(&data.split, 2, config);
+        for name in order {
+            let shared = (scores(&mut zoo, name), curves(&zoo, name));
+            assert_eq!(shared, alone[name], "{name} trained after {order:?}[0]");
+        }
+        assert_eq!(curves(&zoo, order[1])[0], curves(&zoo, order[0])[0]);
+    }
+}

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use crate::data::split::Split;
 use crate::error::{Result, TrainerError};
 use crate::eval::protocol::{Scorer, View};
-use crate::models::slowfast::{SlowFast, SlowFastScorer, TrainLog, Variant};
-use crate::models::train::TrainConfig;
+use crate::models::slowfast::{SlowFast, SlowFastScorer, Step, TrainLog, Variant};
+use crate::models::train::{EpochLog, TrainConfig};
 use crate::models::ModelConfig;
 
 /// Every model name of results.json, in the paper's Table 2 order (harness checks first).
@@ -73,12 +73,18 @@ impl Default for ZooConfig {
 }
 
 /// Trains the models one seed needs, each once: `DIN w/ F2S` is the slow component and
-/// `MC2-SF` the fast component of the same Algorithm-1 run.
+/// `MC2-SF` the fast component of the same Algorithm-1 run, and `MC2-SF+` forks that run
+/// after its slow round 1.
 pub struct Zoo<'a> {
     split: &'a Split,
     seed: u64,
     config: ZooConfig,
     trained: HashMap<Variant, Arc<SlowFast>>,
+    /// MC²-SF's parameters after slow round 1 and that fit's curve, for MC²-SF+ (or the
+    /// other way round, whichever trains first): the two start from the same parameters and
+    /// fit round 1's slow component on the same data with the same seed, so the fit is the
+    /// same and is done once per seed.
+    slow_round_1: Option<(SlowFast, (String, Vec<EpochLog>))>,
     learned: HashMap<Arch, Arc<Learned>>,
     /// The training curves of every model trained so far, by model name.
     pub logs: Vec<(String, TrainLog)>,
@@ -91,6 +97,7 @@ impl<'a> Zoo<'a> {
             seed,
             config,
             trained: HashMap::new(),
+            slow_round_1: None,
             learned: HashMap::new(),
             logs: Vec::new(),
         }
@@ -135,12 +142,30 @@ impl<'a> Zoo<'a> {
             return Ok(m.clone());
         }
         let c = self.config;
-        let model = SlowFast::new(variant, self.split.num_items, c.model, self.seed)?;
         let train = TrainConfig {
             seed: self.seed,
             ..c.train
         };
-        let log = model.train(self.split, &train, c.rounds)?;
+        let (model, log) = if variant == Variant::Din {
+            let model = SlowFast::new(variant, self.split.num_items, c.model, self.seed)?;
+            let log = model.train(self.split, &train, c.rounds)?;
+            (model, log)
+        } else {
+            let (model, first) = match &self.slow_round_1 {
+                Some((after, fit)) => (after.fork(variant)?, fit.clone()),
+                None => {
+                    let model = SlowFast::new(variant, self.split.num_items, c.model, self.seed)?;
+                    let fit = model.fit_step(self.split, &train, Step::Slow(1))?;
+                    self.slow_round_1 = Some((model.fork(variant)?, fit.clone()));
+                    (model, fit)
+                }
+            };
+            let mut log = TrainLog { fits: vec![first] };
+            for step in model.steps(1..=c.rounds).into_iter().skip(1) {
+                log.fits.push(model.fit_step(self.split, &train, step)?);
+            }
+            (model, log)
+        };
         let name = match variant {
             Variant::Din => "DIN",
             Variant::Mc2sf => "MC2-SF",

@@ -8,12 +8,12 @@
 //! the latest click, which is what SASRec's left padding amounts to. A slow-side baseline.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
 
 use super::learned::Sizes;
 use crate::error::Result;
 use crate::models::features::{Batch, Needs, Padded};
-use crate::models::layers::{embed, masked_softmax};
+use crate::models::layers::{embed, masked_softmax, LayerNorm};
 use crate::models::Net;
 
 /// Self-attention blocks.
@@ -33,11 +33,11 @@ struct Block {
 impl Block {
     fn new(vb: VarBuilder, d: usize) -> Result<Block> {
         Ok(Block {
-            ln_att: layer_norm(d, 1e-8, vb.pp("ln_att"))?,
+            ln_att: LayerNorm::new(vb.pp("ln_att"), d, 1e-8)?,
             q: linear(d, d, vb.pp("q"))?,
             k: linear(d, d, vb.pp("k"))?,
             v: linear(d, d, vb.pp("v"))?,
-            ln_ffn: layer_norm(d, 1e-8, vb.pp("ln_ffn"))?,
+            ln_ffn: LayerNorm::new(vb.pp("ln_ffn"), d, 1e-8)?,
             ffn: [linear(d, d, vb.pp("ffn0"))?, linear(d, d, vb.pp("ffn1"))?],
         })
     }
@@ -79,7 +79,7 @@ impl SasRec {
             blocks: (0..BLOCKS)
                 .map(|b| Block::new(vb.pp(format!("block{b}")), d))
                 .collect::<Result<_>>()?,
-            ln_out: layer_norm(d, 1e-8, vb.pp("ln_out"))?,
+            ln_out: LayerNorm::new(vb.pp("ln_out"), d, 1e-8)?,
         })
     }
 

@@ -190,6 +190,42 @@ pub fn target_attention(att: &Mlp, hist: &Tensor, mask: &Tensor, e: &Tensor) -> 
     Ok(w.unsqueeze(1)?.matmul(hist)?.squeeze(1)?)
 }
 
+/// Layer normalisation over the last axis (Ba, Kiros & Hinton 2016):
+/// `γ ⊙ (x − μ) / √(σ² + ε) + β`, with `μ`, `σ²` the mean and (biased) variance of the last axis.
+///
+/// Built from differentiable tensor ops on purpose: candle-nn's `LayerNorm::forward` runs a
+/// fused kernel without a backward pass on contiguous inputs (`apply_op3_no_bwd`), so no
+/// gradient reaches anything before it (SASRec trained that way only ever fitted its output
+/// embeddings).
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// The gain `weight` and shift `bias` (`d` each) under `vb`.
+    pub fn new(vb: VarBuilder, d: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: vb.get(d, "weight")?,
+            bias: vb.get(d, "bias")?,
+            eps,
+        })
+    }
+
+    /// Normalises `x` (any leading shape, last axis `d`).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let d = x.dim(D::Minus1)? as f64;
+        let centred = x.broadcast_sub(&(x.sum_keepdim(D::Minus1)? / d)?)?;
+        let var = (centred.sqr()?.sum_keepdim(D::Minus1)? / d)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        Ok(normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)?)
+    }
+}
+
 /// Softmax over the last axis restricted to `mask` = 1 entries; rows without any valid entry
 /// give all-zero weights instead of NaN.
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
@@ -369,6 +405,89 @@ mod tests {
             .unwrap();
         let want = (2f32.ln() + 0.0 + 0.0 + (1.0 + 2f32.exp()).ln()) / 4.0;
         assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
+    }
+
+    /// The layer norm equals candle-nn's fused kernel forward, and its gradients (which that
+    /// kernel does not have) match finite differences for the input, gain and shift.
+    #[test]
+    fn layer_norm_matches_candle_and_finite_differences() {
+        let dev = Device::Cpu;
+        // A gain around 1 and a shift around 0, neither constant.
+        let randomise = |map: &VarMap, dtype: DType| {
+            for (name, var) in map.data().lock().unwrap().iter() {
+                let values = Tensor::randn(0f32, 0.5, 4, &dev).unwrap();
+                let shift = if name.ends_with("weight") { 1.0 } else { 0.0 };
+                var.set(&(values + shift).unwrap().to_dtype(dtype).unwrap())
+                    .unwrap();
+            }
+        };
+        let map = VarMap::new();
+        let ln = LayerNorm::new(vb(&map).pp("ln"), 4, 1e-5).unwrap();
+        randomise(&map, DType::F32);
+        let x = Tensor::randn(0f32, 2.0, (3, 4), &dev).unwrap();
+        let fused = candle_nn::LayerNorm::new(ln.weight.clone(), ln.bias.clone(), 1e-5);
+        let want = candle_core::Module::forward(&fused, &x).unwrap();
+        assert!(max_abs_diff(&ln.forward(&x).unwrap(), &want) < 1e-5);
+
+        let map = VarMap::new();
+        let vbf = VarBuilder::from_varmap(&map, DType::F64, &dev);
+        let ln = LayerNorm::new(vbf, 4, 1e-5).unwrap();
+        randomise(&map, DType::F64);
+        let x = Var::from_tensor(&Tensor::randn(0f64, 2.0, (3, 4), &dev).unwrap()).unwrap();
+        let coeffs = Tensor::randn(0f64, 1.0, (3, 4), &dev).unwrap();
+        let loss = |ln: &LayerNorm, x: &Tensor| {
+            (ln.forward(x).unwrap() * &coeffs)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let grads = loss(&ln, x.as_tensor()).backward().unwrap();
+        let eps = 1e-6;
+        for (name, t) in [
+            ("x", x.as_tensor()),
+            ("weight", &ln.weight),
+            ("bias", &ln.bias),
+        ] {
+            let analytic = to_vec64(grads.get(t).unwrap());
+            let base = to_vec64(t);
+            for (i, &a) in analytic.iter().enumerate() {
+                let bump = |delta: f64| {
+                    let mut v = base.clone();
+                    v[i] += delta;
+                    let moved = Tensor::from_vec(v, t.shape(), &dev).unwrap();
+                    let out = match name {
+                        "x" => loss(&ln, &moved),
+                        "weight" => loss(
+                            &LayerNorm {
+                                weight: moved,
+                                ..ln.clone()
+                            },
+                            x.as_tensor(),
+                        ),
+                        _ => loss(
+                            &LayerNorm {
+                                bias: moved,
+                                ..ln.clone()
+                            },
+                            x.as_tensor(),
+                        ),
+                    };
+                    out.to_scalar::<f64>().unwrap()
+                };
+                let numeric = (bump(eps) - bump(-eps)) / (2.0 * eps);
+                assert!(
+                    (numeric - a).abs() < 1e-5 * (1.0 + a.abs()),
+                    "{name}[{i}]: numeric {numeric} vs autograd {a}"
+                );
+            }
+            assert!(analytic.iter().any(|g| *g != 0.0), "{name} gets a gradient");
+        }
+    }
+
+    fn to_vec64(t: &Tensor) -> Vec<f64> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
     /// Finite differences against autograd for the GRU over a window and the attention.

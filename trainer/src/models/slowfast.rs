@@ -14,7 +14,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::fast::FastNet;
-use super::features::{positives, Batch, Needs, Phase, Positives};
+use super::features::{positives, Batch, Needs, Phase};
 use super::slow::SlowNet;
 use super::train::{fit, score_queries, EpochLog, TrainConfig};
 use super::{device, named_vars, seed_init, ModelConfig, Net, Shared};
@@ -32,6 +32,19 @@ pub enum Variant {
     /// MC²-SF whose fast component first also learns from every slow-phase click with its
     /// real-time windows, then is tuned with the priors on the fast phase (beyond the paper).
     Mc2sfPlus,
+}
+
+/// One fit of Algorithm 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Round `r`'s slow training, with the negative memory `r̂2` (F2S) where there is a fast
+    /// component.
+    Slow(usize),
+    /// MC²-SF+ only, in round 1 before the fast phase: the fast component learns from every
+    /// slow-phase click with its real-time windows.
+    PreTrain,
+    /// Round `r`'s fast training with the slow component's priors (S2F).
+    Fast(usize),
 }
 
 /// Training curves of every fit, in order.
@@ -82,12 +95,10 @@ impl SlowFast {
 
     /// Trains with Algorithm 1 for `rounds` rounds (one slow fit for [`Variant::Din`]).
     pub fn train(&self, split: &Split, cfg: &TrainConfig, rounds: usize) -> Result<TrainLog> {
-        let mut log = TrainLog::default();
-        self.train_rounds(split, cfg, 1..=rounds, &mut |_, round_log| {
-            log.fits.extend(round_log.fits.iter().cloned());
-            Ok(())
-        })?;
-        Ok(log)
+        let fits = (self.steps(1..=rounds).into_iter())
+            .map(|step| self.fit_step(split, cfg, step))
+            .collect::<Result<_>>()?;
+        Ok(TrainLog { fits })
     }
 
     /// Trains rounds `rounds` of Algorithm 1 (a checkpoint resumes after the last round it
@@ -99,55 +110,114 @@ impl SlowFast {
         rounds: std::ops::RangeInclusive<usize>,
         after_round: &mut dyn FnMut(usize, &TrainLog) -> Result<()>,
     ) -> Result<()> {
-        let w = self.config.windows;
-        let slow_data = positives(split, Phase::Slow);
-        let fast_data = positives(split, Phase::Fast);
-        let slow_vars = self.vars(&["item_emb", "slow.", "gru_n."]);
-        let fast_vars = self.vars(&["fast.", "gru_n."]);
-        let rounds = if self.fast.is_some() {
-            *rounds.start()..=(*rounds.end()).max(1)
-        } else {
-            *rounds.start()..=1
-        };
-        for round in rounds {
+        for round in self.rounds(rounds) {
             let mut log = TrainLog::default();
-            let cfg = TrainConfig {
-                seed: cfg.seed.wrapping_add(round as u64),
-                ..*cfg
-            };
-            let mut run = |label: String,
-                           net: &dyn Net,
-                           vars: &[(String, Var)],
-                           data: &Positives<'_>|
-             -> Result<()> {
-                let curve = fit(net, vars, data, split.num_items, w, &cfg, &label)?;
-                log.fits.push((label, curve));
-                Ok(())
-            };
-            run(
-                format!("slow round {round}"),
-                &SlowPart(self),
-                &slow_vars,
-                &slow_data,
-            )?;
-            if self.fast.is_none() {
-                after_round(round, &log)?;
-                continue;
+            for step in self.round_steps(round) {
+                log.fits.push(self.fit_step(split, cfg, step)?);
             }
-            if self.variant == Variant::Mc2sfPlus && round == 1 {
-                let pre_data = positives(split, Phase::SlowRealTime);
-                let label = "fast pre-training on slow-phase clicks".to_owned();
-                run(label, &FastPart(self), &fast_vars, &pre_data)?;
-            }
-            run(
-                format!("fast round {round}"),
-                &FastPart(self),
-                &fast_vars,
-                &fast_data,
-            )?;
             after_round(round, &log)?;
         }
         Ok(())
+    }
+
+    /// The rounds of `rounds` this model trains: [`Variant::Din`] has nothing to alternate
+    /// with and trains round 1 only; the others train at least round 1.
+    fn rounds(&self, rounds: std::ops::RangeInclusive<usize>) -> std::ops::RangeInclusive<usize> {
+        if self.fast.is_some() {
+            *rounds.start()..=(*rounds.end()).max(1)
+        } else {
+            *rounds.start()..=1
+        }
+    }
+
+    /// The fits of rounds `rounds` of Algorithm 1, in order.
+    pub fn steps(&self, rounds: std::ops::RangeInclusive<usize>) -> Vec<Step> {
+        self.rounds(rounds)
+            .flat_map(|round| self.round_steps(round))
+            .collect()
+    }
+
+    /// The fits of round `round` of Algorithm 1, in order.
+    fn round_steps(&self, round: usize) -> Vec<Step> {
+        let mut steps = vec![Step::Slow(round)];
+        if self.fast.is_some() {
+            if self.variant == Variant::Mc2sfPlus && round == 1 {
+                steps.push(Step::PreTrain);
+            }
+            steps.push(Step::Fast(round));
+        }
+        steps
+    }
+
+    /// Runs one fit of Algorithm 1 and returns its label and curve. The fits of round `r`
+    /// sample with the seed `cfg.seed + r`.
+    pub fn fit_step(
+        &self,
+        split: &Split,
+        cfg: &TrainConfig,
+        step: Step,
+    ) -> Result<(String, Vec<EpochLog>)> {
+        let (round, label) = match step {
+            Step::Slow(r) => (r, format!("slow round {r}")),
+            Step::PreTrain => (1, "fast pre-training on slow-phase clicks".to_owned()),
+            Step::Fast(r) => (r, format!("fast round {r}")),
+        };
+        let cfg = TrainConfig {
+            seed: cfg.seed.wrapping_add(round as u64),
+            ..*cfg
+        };
+        let (net, vars, phase): (&dyn Net, _, _) = match step {
+            Step::Slow(_) => (
+                &SlowPart(self),
+                self.vars(&["item_emb", "slow.", "gru_n."]),
+                Phase::Slow,
+            ),
+            Step::PreTrain => (
+                &FastPart(self),
+                self.vars(&["fast.", "gru_n."]),
+                Phase::SlowRealTime,
+            ),
+            Step::Fast(_) => (
+                &FastPart(self),
+                self.vars(&["fast.", "gru_n."]),
+                Phase::Fast,
+            ),
+        };
+        let data = positives(split, phase);
+        let curve = fit(
+            net,
+            &vars,
+            &data,
+            split.num_items,
+            self.config.windows,
+            &cfg,
+            &label,
+        )?;
+        Ok((label, curve))
+    }
+
+    /// A copy of the parameters as the model `variant`, which must have the same components
+    /// (MC²-SF and MC²-SF+ differ only in how the fast side trains: their slow round 1 is
+    /// the same fit, done once and forked by the evaluation's zoo).
+    pub fn fork(&self, variant: Variant) -> Result<SlowFast> {
+        if (variant == Variant::Din) != self.fast.is_none() {
+            return Err(crate::TrainerError::InvalidArgument(format!(
+                "cannot fork {:?} parameters as {variant:?}: the components differ",
+                self.variant
+            )));
+        }
+        let copy = SlowFast::new(variant, self.shared.item_emb.dim(0)?, self.config, 0)?;
+        let (from, to) = (self.vars(&[]), copy.vars(&[]));
+        if from.iter().map(|v| &v.0).ne(to.iter().map(|v| &v.0)) {
+            return Err(crate::TrainerError::InvalidArgument(format!(
+                "cannot fork {:?} parameters as {variant:?}: the parameter names differ",
+                self.variant
+            )));
+        }
+        for ((_, from), (_, to)) in from.iter().zip(&to) {
+            to.set(from.as_tensor())?;
+        }
+        Ok(copy)
     }
 
     /// The variables whose names start with one of `prefixes`, in name order.
