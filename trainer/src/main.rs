@@ -246,6 +246,11 @@ struct EvalArgs {
     /// without it then reuses every finished seed and writes the results.
     #[arg(long, value_name = "K")]
     only_seed: Option<u64>,
+    /// Comma-separated models to evaluate again in every saved seed under `<out>/seeds/`
+    /// (after a fix to them), keeping the other models' saved rows and curves; seeds not saved
+    /// yet are evaluated whole.
+    #[arg(long, value_name = "MODELS")]
+    rerun: Option<String>,
     #[command(flatten)]
     training: TrainingArgs,
 }
@@ -507,7 +512,10 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
         ));
     }
     let zoo = a.training.zoo();
-    let store = SeedStore::new(out, &data, &models, &zoo);
+    let mut store = SeedStore::new(out, &data, &models, &zoo);
+    if let Some(rerun) = &a.rerun {
+        store = store.rerunning(baselines::parse_list(rerun)?)?;
+    }
     if let Some(k) = a.only_seed {
         if !(1..=seeds).contains(&k) {
             return Err(TrainerError::InvalidArgument(format!(

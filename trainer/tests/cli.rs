@@ -134,6 +134,44 @@ fn seeds_evaluated_apart_are_reused_by_the_whole_evaluation() {
 }
 
 #[test]
+fn a_rerun_evaluates_only_the_named_models_again_in_saved_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_small(dir.path());
+    let out = dir.path().join("eval");
+    let eval = |extra: &[&str]| eval_random_pop(&data, &out, extra);
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let saved = out.join("seeds/seed-2.json");
+    let read = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap()
+    };
+    let before = read();
+    // Mark both rows: Random's mark must survive a re-run of Pop, Pop's must not.
+    let mut record = before.clone();
+    record["rows"][0][0] = serde_json::json!(0.5);
+    record["rows"][1] = serde_json::json!([0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    std::fs::write(&saved, record.to_string()).unwrap();
+
+    let o = eval(&["--rerun", "FM"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not one of the evaluated models"));
+    assert_eq!(read(), record, "a refused re-run changes nothing");
+
+    let o = eval(&["--rerun", "pop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = read();
+    assert_eq!(after["rows"][0][0], 0.5, "Random's saved row is kept");
+    assert_eq!(
+        after["rows"][1], before["rows"][1],
+        "Pop is evaluated again"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let pop_hr1 = results["models"]["Pop"]["HR@1"]["mean"].as_f64().unwrap();
+    assert!(pop_hr1 > 0.0, "{pop_hr1}");
+}
+
+#[test]
 fn malformed_input_names_file_and_line_and_lenient_skips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.csv");

@@ -39,6 +39,7 @@ pub struct SeedStore {
     dir: PathBuf,
     fingerprint: String,
     models: Vec<String>,
+    rerun: Vec<String>,
 }
 
 impl SeedStore {
@@ -48,7 +49,29 @@ impl SeedStore {
             dir: out.join("seeds"),
             fingerprint: fingerprint(data, models, config),
             models: models.to_vec(),
+            rerun: Vec::new(),
         }
+    }
+
+    /// The same store, whose saved seeds have `models` evaluated again (after a fix to one of
+    /// them) while every other model's saved row and curves are kept. Each of `models` must be
+    /// one of the evaluation's.
+    pub fn rerunning(self, models: Vec<String>) -> Result<SeedStore> {
+        if let Some(m) = models.iter().find(|m| !self.models.contains(m)) {
+            return Err(TrainerError::InvalidArgument(format!(
+                "cannot re-run {m:?}: it is not one of the evaluated models ({})",
+                self.models.join(", ")
+            )));
+        }
+        Ok(SeedStore {
+            rerun: models,
+            ..self
+        })
+    }
+
+    /// The models whose saved rows are evaluated again.
+    pub fn rerun(&self) -> &[String] {
+        &self.rerun
     }
 
     fn path(&self, seed: u64) -> PathBuf {

@@ -51,15 +51,19 @@ pub fn run_with_curves(
                         let Some(&seed) = seeds.get(k) else {
                             return done;
                         };
+                        let rerun = store.map_or(&[][..], SeedStore::rerun);
                         let outcome = match store.and_then(|s| s.load(seed)) {
-                            Some(saved) => {
+                            Some(saved) if rerun.is_empty() => {
                                 bar.inc(models.len() as u64);
                                 Ok(saved)
                             }
-                            None => run_seed(data, models, seed, config, &bar).and_then(|o| {
-                                store.map_or(Ok(()), |s| s.save(seed, &o))?;
-                                Ok(o)
-                            }),
+                            saved => {
+                                let keep = saved.map(|s| (s, rerun));
+                                run_seed(data, models, seed, config, &bar, keep).and_then(|o| {
+                                    store.map_or(Ok(()), |s| s.save(seed, &o))?;
+                                    Ok(o)
+                                })
+                            }
                         };
                         if outcome.is_err() {
                             // Seeds are taken in order, so the first error comes before
@@ -113,19 +117,29 @@ pub fn run_with_curves(
 }
 
 /// One seed: candidates sampled once (the same for every model), each model fitted with the
-/// seed and scored on every case.
+/// seed and scored on every case. With `keep` (a saved outcome of this seed and the models to
+/// evaluate again), only those models are trained and scored; the others keep their saved
+/// rows and curves.
 fn run_seed(
     data: &Dataset,
     models: &[String],
     seed: u64,
     config: ZooConfig,
     bar: &ProgressBar,
+    keep: Option<(SeedOutcome, &[String])>,
 ) -> Result<SeedOutcome> {
     let split = &data.split;
     let cases = sample_cases(split, seed, NEGATIVES)?;
     let mut zoo = Zoo::new(split, seed, config);
     let mut rows = Vec::with_capacity(models.len());
-    for name in models {
+    for (k, name) in models.iter().enumerate() {
+        if let Some(((saved, _, _), rerun)) = &keep {
+            if !rerun.contains(name) {
+                rows.push(saved[k]);
+                bar.inc(1);
+                continue;
+            }
+        }
         bar.set_message(format!("{name} seed {seed}"));
         let model = zoo.scorer(name)?;
         let sums = evaluate(split, &cases, model.as_ref(), |_| bar.tick())?;
@@ -133,7 +147,20 @@ fn run_seed(
         bar.inc(1);
         tracing::info!(model = name.as_str(), seed, "evaluated");
     }
-    Ok((rows, cases.len(), curves(seed, &zoo.logs)))
+    let fresh = curves(seed, &zoo.logs);
+    let all_curves = match keep {
+        None => fresh,
+        Some(((_, _, saved), rerun)) => {
+            // A curve is labelled "<model> seed <s>…": the re-run models' curves are replaced.
+            let rerun_model = |c: &Curve| {
+                let model = c.label.split(" seed ").next().unwrap_or_default();
+                rerun.iter().any(|m| m == model)
+            };
+            let kept = saved.into_iter().filter(|c| !rerun_model(c));
+            kept.chain(fresh.into_iter().filter(rerun_model)).collect()
+        }
+    };
+    Ok((rows, cases.len(), all_curves))
 }
 
 /// The protocol description written with the results.
