@@ -9,9 +9,13 @@ use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{generate, SynthConfig};
 
 fn small() -> Dataset {
+    synthetic(120, 400)
+}
+
+fn synthetic(users: usize, items: usize) -> Dataset {
     let cfg = SynthConfig {
-        users: 120,
-        items: 400,
+        users,
+        items,
         min_clicks_per_user: 40,
         max_clicks_per_user: 60,
         ..SynthConfig::default()
@@ -115,7 +119,7 @@ fn the_thread_count_never_changes_a_trained_model() {
 /// come out exactly as when trained alone, whichever of the two trains first.
 #[test]
 fn mc2sf_and_mc2sf_plus_sharing_slow_round_one_train_as_if_alone() {
-    let data = small();
+    let data = synthetic(80, 300);
     let cases = sample_cases(&data.split, 1, NEGATIVES).unwrap();
     let config = ZooConfig {
         rounds: 2,
