@@ -32,6 +32,11 @@ fn synth_small(dir: &Path) -> String {
     data.to_str().unwrap().to_owned()
 }
 
+/// The JSON document in the file at `path`.
+fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// `slowfast eval` of Random and Pop over 2 seeds, with `extra` arguments.
 fn eval_random_pop(data: &str, out: &Path, extra: &[&str]) -> Output {
     let out = out.to_str().unwrap();
@@ -72,8 +77,7 @@ fn synth_stats_eval_round_trip() {
     let out = dir.path().join("eval");
     let o = eval_random_pop(&data, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results = read_json(out.join("results.json"));
     assert_eq!(results["seeds"], serde_json::json!([1, 2]));
     for model in ["Random", "Pop"] {
         for metric in ["HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR"] {
@@ -114,18 +118,14 @@ fn seeds_evaluated_apart_are_reused_by_the_whole_evaluation() {
     // The whole evaluation evaluates seed 1 and reuses seed 2 as saved: a marked copy of
     // Random's HR@1 comes back in the results.
     let saved = out.join("seeds/seed-2.json");
-    let mut record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let mut record = read_json(&saved);
     record["rows"][0][0] = serde_json::json!(0.5);
     std::fs::write(&saved, record.to_string()).unwrap();
     let o = eval(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("seeds/seed-1.json").exists());
-    let seed1: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("seeds/seed-1.json")).unwrap())
-            .unwrap();
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let seed1 = read_json(out.join("seeds/seed-1.json"));
+    let results = read_json(out.join("results.json"));
     let mean = results["models"]["Random"]["HR@1"]["mean"]
         .as_f64()
         .unwrap();
@@ -142,9 +142,7 @@ fn a_rerun_evaluates_only_the_named_models_again_in_saved_seeds() {
     let o = eval(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let saved = out.join("seeds/seed-2.json");
-    let read = || -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap()
-    };
+    let read = || read_json(&saved);
     let before = read();
     // Mark both rows: Random's mark must survive a re-run of Pop, Pop's must not.
     let mut record = before.clone();
@@ -165,8 +163,7 @@ fn a_rerun_evaluates_only_the_named_models_again_in_saved_seeds() {
         after["rows"][1], before["rows"][1],
         "Pop is evaluated again"
     );
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results = read_json(out.join("results.json"));
     let pop_hr1 = results["models"]["Pop"]["HR@1"]["mean"].as_f64().unwrap();
     assert!(pop_hr1 > 0.0, "{pop_hr1}");
 }

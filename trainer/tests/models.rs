@@ -3,8 +3,8 @@
 
 use slowfast_trainer::baselines::{Zoo, ZooConfig};
 use slowfast_trainer::data::{Dataset, EventKind};
-use slowfast_trainer::eval::protocol::{evaluate, query};
-use slowfast_trainer::eval::sampler::{sample_cases, NEGATIVES};
+use slowfast_trainer::eval::protocol::{evaluate, query, Scorer};
+use slowfast_trainer::eval::sampler::{sample_cases, Case, NEGATIVES};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{generate, SynthConfig};
 
@@ -21,6 +21,14 @@ fn synthetic(users: usize, items: usize) -> Dataset {
         ..SynthConfig::default()
     };
     Dataset::from_log("synthetic-small", generate(&cfg).unwrap()).unwrap()
+}
+
+/// `model`'s scores of the first 40 cases' candidates, through its view of the data.
+fn scores_of(data: &Dataset, cases: &[Case], model: &dyn Scorer) -> Vec<f32> {
+    let queries: Vec<_> = (cases.iter().take(40))
+        .map(|c| query(&data.split, c, model.view()))
+        .collect();
+    model.score(&queries).unwrap()
 }
 
 fn quick() -> ZooConfig {
@@ -79,14 +87,9 @@ fn test_phase_events_never_reach_training() {
         let a = Zoo::new(&data.split, 5, quick()).scorer(name).unwrap();
         let b = Zoo::new(&poisoned.split, 5, quick()).scorer(name).unwrap();
         // Score the clean data's test queries with both models, through the protocol's views.
-        let queries: Vec<_> = cases
-            .iter()
-            .take(40)
-            .map(|c| query(&data.split, c, a.view()))
-            .collect();
         assert_eq!(
-            a.score(&queries).unwrap(),
-            b.score(&queries).unwrap(),
+            scores_of(&data, &cases, a.as_ref()),
+            scores_of(&data, &cases, b.as_ref()),
             "{name}"
         );
     }
@@ -102,12 +105,7 @@ fn the_thread_count_never_changes_a_trained_model() {
     let scores = |threads: usize| {
         set_threads(threads);
         let model = Zoo::new(&data.split, 3, quick()).scorer("MC2-SF").unwrap();
-        let queries: Vec<_> = cases
-            .iter()
-            .take(40)
-            .map(|c| query(&data.split, c, model.view()))
-            .collect();
-        model.score(&queries).unwrap()
+        scores_of(&data, &cases, model.as_ref())
     };
     let (one, two) = (scores(1), scores(2));
     set_threads(1);
@@ -130,13 +128,7 @@ fn mc2sf_and_mc2sf_plus_sharing_slow_round_one_train_as_if_alone() {
         ..quick()
     };
     let scores = |zoo: &mut Zoo<'_>, name: &str| {
-        let model = zoo.scorer(name).unwrap();
-        let queries: Vec<_> = cases
-            .iter()
-            .take(40)
-            .map(|c| query(&data.split, c, model.view()))
-            .collect();
-        model.score(&queries).unwrap()
+        scores_of(&data, &cases, zoo.scorer(name).unwrap().as_ref())
     };
     // Each fit's label, losses and validation NDCG@10 (its timings differ run to run).
     let curves = |zoo: &Zoo<'_>, name: &str| {
