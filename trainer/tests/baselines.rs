@@ -5,6 +5,9 @@ use slowfast_trainer::baselines::{Arch, Learned, Zoo, ZooConfig};
 use slowfast_trainer::data::Dataset;
 use slowfast_trainer::eval::protocol::{evaluate, query, Scorer, View};
 use slowfast_trainer::eval::sampler::{sample_cases, NEGATIVES};
+use slowfast_trainer::models::features::{Batch, Moment, Row};
+use slowfast_trainer::models::layers::bce_with_logits;
+use slowfast_trainer::models::named_vars;
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{generate, SynthConfig};
 
@@ -105,5 +108,57 @@ fn padding_does_not_change_a_score() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{arch:?}: {diff}");
+    }
+}
+
+/// One BCE step on 40 test queries (the positive labelled 1, its negatives 0) must give every
+/// parameter of every baseline a non-zero gradient: a parameter without one never trains,
+/// which is how SASRec once sat at popularity's level (candle-nn's fused layer norm has no
+/// backward pass, so nothing before it learned).
+#[test]
+fn every_parameter_of_every_baseline_gets_a_gradient() {
+    let data = small();
+    let split = &data.split;
+    let cases = sample_cases(split, 4, NEGATIVES).unwrap();
+    for arch in [
+        Arch::Fm,
+        Arch::NeuMf,
+        Arch::Gru4Rec,
+        Arch::Caser,
+        Arch::SasRec,
+    ] {
+        let model =
+            Learned::init(split, &quick(), 5, arch.view(), |vb, s| arch.build(vb, s)).unwrap();
+        let queries: Vec<_> = (cases.iter().take(40))
+            .map(|c| query(split, c, model.view()))
+            .collect();
+        let moments: Vec<Moment<'_>> = queries.iter().map(Moment::from).collect();
+        let rows: Vec<Row> = (queries.iter().enumerate())
+            .flat_map(|(m, q)| {
+                (q.candidates.iter().enumerate()).map(move |(k, &item)| Row {
+                    moment: m,
+                    item,
+                    label: if k == 0 { 1.0 } else { 0.0 },
+                })
+            })
+            .collect();
+        let device = candle_core::Device::Cpu;
+        let batch = Batch::new(&moments, &rows, model.net.needs(), model.windows, &device).unwrap();
+        let loss = bce_with_logits(&model.net.logits(&batch).unwrap(), &batch.labels).unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, var) in named_vars(&model.varmap, &[]) {
+            let largest = grads.get(var.as_tensor()).map(|g| {
+                g.abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            });
+            assert!(
+                largest.is_some_and(|g| g > 0.0),
+                "{arch:?}: {name} gets no gradient ({largest:?})"
+            );
+        }
     }
 }
