@@ -42,7 +42,6 @@ fn quick() -> ZooConfig {
             max_valid: 60,
             ..d.train
         },
-        ..d
     }
 }
 
