@@ -2,6 +2,7 @@
 //! learns something real in a few epochs, and padding never changes a score.
 
 use slowfast_trainer::baselines::{Arch, Learned, Zoo, ZooConfig};
+use slowfast_trainer::data::split::Split;
 use slowfast_trainer::data::Dataset;
 use slowfast_trainer::eval::protocol::{evaluate, query, Scorer, View};
 use slowfast_trainer::eval::sampler::{sample_cases, NEGATIVES};
@@ -43,6 +44,23 @@ fn quick() -> ZooConfig {
             ..d.train
         },
     }
+}
+
+/// Every learned baseline's architecture.
+const LEARNED: [Arch; 5] = [
+    Arch::Fm,
+    Arch::NeuMf,
+    Arch::Gru4Rec,
+    Arch::Caser,
+    Arch::SasRec,
+];
+
+/// `arch` with its parameters initialised from `seed`, untrained.
+fn untrained(split: &Split, arch: Arch, seed: u64) -> Learned {
+    Learned::init(split, &quick(), seed, arch.view(), |vb, s| {
+        arch.build(vb, s)
+    })
+    .unwrap()
 }
 
 #[test]
@@ -96,15 +114,8 @@ fn padding_does_not_change_a_score() {
         .iter()
         .max_by_key(|c| split.timelines[c.timeline].slow().len())
         .unwrap();
-    for arch in [
-        Arch::Fm,
-        Arch::NeuMf,
-        Arch::Gru4Rec,
-        Arch::Caser,
-        Arch::SasRec,
-    ] {
-        let model =
-            Learned::init(split, &quick(), 3, arch.view(), |vb, s| arch.build(vb, s)).unwrap();
+    for arch in LEARNED {
+        let model = untrained(split, arch, 3);
         let view: View = model.view();
         let alone = model.score(&[query(split, short, view)]).unwrap();
         let padded = model
@@ -128,15 +139,8 @@ fn every_parameter_of_every_baseline_gets_a_gradient() {
     let data = small();
     let split = &data.split;
     let cases = sample_cases(split, 4, NEGATIVES).unwrap();
-    for arch in [
-        Arch::Fm,
-        Arch::NeuMf,
-        Arch::Gru4Rec,
-        Arch::Caser,
-        Arch::SasRec,
-    ] {
-        let model =
-            Learned::init(split, &quick(), 5, arch.view(), |vb, s| arch.build(vb, s)).unwrap();
+    for arch in LEARNED {
+        let model = untrained(split, arch, 5);
         let queries: Vec<_> = (cases.iter().take(40))
             .map(|c| query(split, c, model.view()))
             .collect();
