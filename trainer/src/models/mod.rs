@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use self::features::{Batch, Needs, Windows};
+use self::features::{Batch, Needs, Padded, Windows};
 use self::layers::{embed, Gru};
 use crate::error::Result;
 
@@ -94,6 +94,24 @@ pub trait Net: Sync {
     fn needs(&self) -> Needs;
     /// (B, 1) logits for the rows of `batch`.
     fn logits(&self, batch: &Batch) -> Result<Tensor>;
+    /// The model as a [`SequenceNet`] when it trains on whole click sequences; `None` (the
+    /// default) trains it on one positive per moment.
+    fn sequence(&self) -> Option<&dyn SequenceNet> {
+        None
+    }
+}
+
+/// A model that reads a click sequence causally and trains on every position at once, as
+/// SASRec does (Kang & McAuley 2018, §III-E): the output at each position predicts the next
+/// click, so one pass over a sequence of `n` clicks gives `n` training targets.
+pub trait SequenceNet: Sync {
+    /// The longest input sequence (the model's history window `n`).
+    fn window(&self) -> usize;
+    /// The output at every position of the right-padded `inputs`, (M, T, d); position `k`
+    /// sees clicks `0..=k` only.
+    fn states(&self, inputs: &Padded) -> Result<Tensor>;
+    /// (R, 1) logits of `items` (R) against the outputs `states` (R, d).
+    fn score(&self, states: &Tensor, items: &Tensor) -> Result<Tensor>;
 }
 
 /// Re-initialises every variable of `varmap` from a seeded RNG so that training is

@@ -18,10 +18,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::features::{sample_negatives, Batch, Moment, Positive, Positives, Row, Windows};
+use super::features::{sample_negatives, Batch, Moment, Padded, Positive, Positives, Row, Windows};
 use super::layers::bce_with_logits;
 use super::optim::{Adam, AdamConfig};
-use super::Net;
+use super::{Net, SequenceNet};
 use crate::error::Result;
 use crate::eval::metrics::{pessimistic_rank, Metric};
 use crate::eval::protocol::Query;
@@ -137,10 +137,11 @@ pub fn fit(
         },
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let train = &data.train;
+    let units = Units::new(net, &data.train);
     let valid = ValidSet::new(&data.valid, num_items, cfg.max_valid, cfg.seed);
     let per_batch = (cfg.batch / (1 + cfg.negatives)).max(1);
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    let targets: usize = order.iter().map(|&u| units.targets(u)).sum();
     let mut logs = Vec::new();
     let validated = !valid.cases.is_empty();
     if !validated {
@@ -151,23 +152,22 @@ pub fn fit(
     }
     let mut best = (valid.ndcg10(net, windows, &device)?, snapshot(vars)?);
     let mut since_best = 0;
-    let bar = progress(cfg.max_epochs * order.len().div_ceil(per_batch), label);
+    let bar = progress(cfg.max_epochs * targets.div_ceil(per_batch), label);
     for epoch in 1..=cfg.max_epochs {
         order.shuffle(&mut rng);
         let started = std::time::Instant::now();
         let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for chunk in order.chunks(per_batch) {
+        for chunk in units.batches(&order, per_batch) {
             // Negatives are drawn here, in batch order, so the shards do not change them.
             let shards: Vec<Shard<'_>> = chunk
                 .chunks(chunk.len().div_ceil(cfg.shards.max(1)))
-                .map(|part| Shard::sample(part, train, &mut rng, num_items, cfg.negatives))
+                .map(|part| units.sample(part, &mut rng, num_items, cfg.negatives))
                 .collect();
-            let rows: usize = shards.iter().map(|s| s.rows.len()).sum();
+            let rows: usize = shards.iter().map(Shard::rows).sum();
             let parts = par_map(&shards, |s| {
-                let batch = Batch::new(&s.moments, &s.rows, net.needs(), windows, &device)?;
-                let loss = bce_with_logits(&net.logits(&batch)?, &batch.labels)?;
+                let loss = s.loss(net, windows, &device)?;
                 // Weighted by its share of the rows: the shards' sum is the batch mean.
-                let loss = (loss * (s.rows.len() as f64 / rows as f64))?;
+                let loss = (loss * (s.rows() as f64 / rows as f64))?;
                 Ok((loss.to_scalar::<f32>()?, loss.backward()?))
             })?;
             let mut parts = parts.into_iter();
@@ -192,7 +192,7 @@ pub fn fit(
             batches += 1;
             bar.inc(1);
         }
-        let samples = (order.len() * (1 + cfg.negatives)) as f64;
+        let samples = (targets * (1 + cfg.negatives)) as f64;
         let train_s = started.elapsed().as_secs_f64();
         let samples_per_s = samples / train_s.max(1e-9);
         let ndcg = valid.ndcg10(net, windows, &device)?;
@@ -229,37 +229,182 @@ pub fn fit(
     Ok(logs)
 }
 
-/// One shard of a mini-batch: its moments and their positive and negative rows.
-struct Shard<'a> {
-    moments: Vec<Moment<'a>>,
-    rows: Vec<Row>,
+/// What an epoch iterates over, in shuffled order.
+enum Units<'a> {
+    /// One positive per moment, with its own windows.
+    Moments(&'a [Positive<'a>]),
+    /// Click sequences whose every position predicts the next click ([`SequenceNet`]).
+    Sequences {
+        net: &'a dyn SequenceNet,
+        clicks: Vec<Vec<u32>>,
+    },
 }
 
-impl<'a> Shard<'a> {
+impl<'a> Units<'a> {
+    /// Sequences when `net` trains on them, cut from the runs of one user's positives in
+    /// `train` (consecutive clicks in time order, as [`super::features::positives`] lists
+    /// them); moments otherwise.
+    fn new(net: &'a dyn Net, train: &'a [Positive<'a>]) -> Units<'a> {
+        let Some(seq) = net.sequence() else {
+            return Units::Moments(train);
+        };
+        let clicks = train
+            .chunk_by(|a, b| a.moment.user == b.moment.user)
+            .flat_map(|run| {
+                cut_sequences(
+                    &run.iter().map(|p| p.item).collect::<Vec<_>>(),
+                    seq.window(),
+                )
+            })
+            .collect();
+        Units::Sequences { net: seq, clicks }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Units::Moments(train) => train.len(),
+            Units::Sequences { clicks, .. } => clicks.len(),
+        }
+    }
+
+    /// The training positives of unit `u`.
+    fn targets(&self, u: usize) -> usize {
+        match self {
+            Units::Moments(_) => 1,
+            Units::Sequences { clicks, .. } => clicks[u].len() - 1,
+        }
+    }
+
+    /// Consecutive runs of `order` with at least `per_batch` positives each (the last may
+    /// have fewer): exactly `per_batch` units when every unit is one positive.
+    fn batches<'o>(&self, order: &'o [usize], per_batch: usize) -> Vec<&'o [usize]> {
+        let mut out = Vec::new();
+        let (mut start, mut have) = (0, 0);
+        for (k, &u) in order.iter().enumerate() {
+            have += self.targets(u);
+            if have >= per_batch {
+                out.push(&order[start..=k]);
+                (start, have) = (k + 1, 0);
+            }
+        }
+        if start < order.len() {
+            out.push(&order[start..]);
+        }
+        out
+    }
+
+    /// The shard of units `part`: each positive and `negatives` sampled negatives.
     fn sample(
+        &self,
         part: &[usize],
-        train: &[Positive<'a>],
         rng: &mut ChaCha8Rng,
         num_items: usize,
         negatives: usize,
     ) -> Shard<'a> {
-        let moments = part.iter().map(|&i| train[i].moment).collect();
-        let mut rows = Vec::with_capacity(part.len() * (1 + negatives));
-        for (m, &i) in part.iter().enumerate() {
+        let mut rows = Vec::new();
+        let mut push = |at: usize, item: u32, rng: &mut ChaCha8Rng| {
             rows.push(Row {
-                moment: m,
-                item: train[i].item,
+                moment: at,
+                item,
                 label: 1.0,
             });
-            for item in sample_negatives(rng, num_items, train[i].item, negatives) {
+            for negative in sample_negatives(rng, num_items, item, negatives) {
                 rows.push(Row {
-                    moment: m,
-                    item,
+                    moment: at,
+                    item: negative,
                     label: 0.0,
                 });
             }
+        };
+        match self {
+            Units::Moments(train) => {
+                for (m, &i) in part.iter().enumerate() {
+                    push(m, train[i].item, rng);
+                }
+                let moments = part.iter().map(|&i| train[i].moment).collect();
+                Shard::Moments { moments, rows }
+            }
+            Units::Sequences { net, clicks } => {
+                // A row's `moment` is its position in the flattened (sequence, step) grid.
+                let steps = part.iter().map(|&u| clicks[u].len() - 1).max().unwrap_or(1);
+                for (m, &u) in part.iter().enumerate() {
+                    for (k, &item) in clicks[u][1..].iter().enumerate() {
+                        push(m * steps + k, item, rng);
+                    }
+                }
+                let inputs = part
+                    .iter()
+                    .map(|&u| clicks[u][..clicks[u].len() - 1].to_vec())
+                    .collect();
+                Shard::Sequences {
+                    net: *net,
+                    inputs,
+                    rows,
+                }
+            }
         }
-        Shard { moments, rows }
+    }
+}
+
+/// A user's clicks cut into sequences of at most `n + 1` clicks that overlap by one (`n`
+/// inputs, each predicting the click after it), from the latest back, so that the most
+/// recent clicks get the longest context. The first click is never a target: it has no
+/// history.
+fn cut_sequences(items: &[u32], n: usize) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut end = items.len();
+    while end > 1 {
+        let start = end.saturating_sub(n + 1);
+        out.push(items[start..end].to_vec());
+        end = start + 1;
+    }
+    out.reverse();
+    out
+}
+
+/// One shard of a mini-batch: its units and their positive and negative rows.
+enum Shard<'a> {
+    Moments {
+        moments: Vec<Moment<'a>>,
+        rows: Vec<Row>,
+    },
+    Sequences {
+        net: &'a dyn SequenceNet,
+        inputs: Vec<Vec<u32>>,
+        rows: Vec<Row>,
+    },
+}
+
+impl Shard<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Shard::Moments { rows, .. } | Shard::Sequences { rows, .. } => rows.len(),
+        }
+    }
+
+    /// The mean BCE of the shard's rows.
+    fn loss(&self, net: &dyn Net, windows: Windows, device: &Device) -> Result<Tensor> {
+        match self {
+            Shard::Moments { moments, rows } => {
+                let batch = Batch::new(moments, rows, net.needs(), windows, device)?;
+                bce_with_logits(&net.logits(&batch)?, &batch.labels)
+            }
+            Shard::Sequences { net, inputs, rows } => {
+                let states = net.states(&Padded::new(inputs, device)?)?;
+                let (m, t, d) = states.dims3()?;
+                let n = rows.len();
+                let at = Tensor::from_vec(
+                    rows.iter().map(|r| r.moment as u32).collect::<Vec<_>>(),
+                    n,
+                    device,
+                )?;
+                let items = Tensor::from_vec(rows.iter().map(|r| r.item).collect(), n, device)?;
+                let labels =
+                    Tensor::from_vec(rows.iter().map(|r| r.label).collect(), (n, 1), device)?;
+                let states = states.reshape((m * t, d))?.index_select(&at, 0)?;
+                bce_with_logits(&net.score(&states, &items)?, &labels)
+            }
+        }
     }
 }
 
@@ -372,5 +517,36 @@ impl<'a> ValidSet<'a> {
             Ok(sum)
         })?;
         Ok(sums.iter().sum::<f64>() / self.cases.len() as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_click_but_the_first_is_the_target_of_exactly_one_sequence() {
+        for n in [1, 3, 50] {
+            for len in 0..120u32 {
+                let items: Vec<u32> = (0..len).collect();
+                let cut = cut_sequences(&items, n);
+                let targets: Vec<u32> = cut.iter().flat_map(|s| s[1..].to_vec()).collect();
+                assert_eq!(targets, items.get(1..).unwrap_or(&[]), "n {n}, len {len}");
+                assert!(cut.iter().all(|s| s.len() >= 2 && s.len() <= n + 1));
+                if let Some(last) = cut.last() {
+                    assert_eq!(last.len(), (len as usize).min(n + 1), "the latest is full");
+                    assert_eq!(last.last(), items.last());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_of_moments_holds_exactly_per_batch_positives() {
+        let order: Vec<usize> = (0..10).collect();
+        let sizes: Vec<usize> = (Units::Moments(&[]).batches(&order, 3).iter())
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
     }
 }
