@@ -233,8 +233,8 @@ struct EvalArgs {
     /// Number of seeds (1, 2, …, N); results are mean ± std over them.
     #[arg(long, default_value_t = 3)]
     seeds: u64,
-    /// Seeds evaluated at once, each on its own thread (default: the CPU cores); the results
-    /// do not depend on it.
+    /// Seeds evaluated at once (default: the CPU cores). They share the training threads
+    /// evenly, and a seed left running alone takes them all; the results do not depend on it.
     #[arg(long)]
     jobs: Option<usize>,
     /// Where results.{json,md,svg} and curves.{json,svg} go; each finished seed is kept under
@@ -501,10 +501,6 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    if jobs > 1 {
-        // The seeds already fill the cores: each trains its batch shards in turn.
-        slowfast_trainer::models::train::set_threads(1);
-    }
     let (seeds, out) = (a.seeds, &a.out);
     if seeds == 0 {
         return Err(TrainerError::InvalidArgument(

@@ -8,6 +8,7 @@
 use crate::data::split::Split;
 use crate::data::Event;
 use crate::error::{Result, TrainerError};
+use crate::models::train::{par_map, threads};
 
 use super::metrics::{pessimistic_rank, MetricSums};
 use super::sampler::Case;
@@ -79,26 +80,38 @@ pub fn evaluate(
     mut progress: impl FnMut(usize),
 ) -> Result<MetricSums> {
     let mut sums = MetricSums::default();
-    for batch in cases.chunks(BATCH_CASES) {
-        let queries: Vec<Query<'_>> = batch
-            .iter()
-            .map(|case| query(split, case, model.view()))
-            .collect();
-        let scores = model.score(&queries)?;
-        let expected: usize = queries.iter().map(|q| q.candidates.len()).sum();
-        if scores.len() != expected {
-            return Err(TrainerError::Data(format!(
-                "model returned {} scores for {expected} candidates",
-                scores.len()
-            )));
+    let batches: Vec<&[Case]> = cases.chunks(BATCH_CASES).collect();
+    // Batches are scored in waves on the training threads; the ranks are summed in case
+    // order, so the result does not depend on the threads.
+    for wave in batches.chunks(threads()) {
+        let ranks = par_map(wave, |batch| {
+            let queries: Vec<Query<'_>> = batch
+                .iter()
+                .map(|case| query(split, case, model.view()))
+                .collect();
+            let scores = model.score(&queries)?;
+            let expected: usize = queries.iter().map(|q| q.candidates.len()).sum();
+            if scores.len() != expected {
+                return Err(TrainerError::Data(format!(
+                    "model returned {} scores for {expected} candidates",
+                    scores.len()
+                )));
+            }
+            let mut offset = 0;
+            let mut ranks = Vec::with_capacity(queries.len());
+            for q in &queries {
+                let n = q.candidates.len();
+                ranks.push(pessimistic_rank(&scores[offset..offset + n]));
+                offset += n;
+            }
+            Ok(ranks)
+        })?;
+        for batch in ranks {
+            progress(batch.len());
+            for rank in batch {
+                sums.add_rank(rank);
+            }
         }
-        let mut offset = 0;
-        for q in &queries {
-            let n = q.candidates.len();
-            sums.add_rank(pessimistic_rank(&scores[offset..offset + n]));
-            offset += n;
-        }
-        progress(batch.len());
     }
     Ok(sums)
 }

@@ -17,6 +17,7 @@ use super::sampler::{sample_cases, NEGATIVES};
 use crate::baselines::{Zoo, ZooConfig};
 use crate::data::{filter, Dataset};
 use crate::error::{Result, TrainerError};
+use crate::models::train::Job;
 
 /// Evaluates `models` on `data` for each seed, one seed at a time.
 pub fn run(data: &Dataset, models: &[String], seeds: &[u64], config: ZooConfig) -> Result<Results> {
@@ -59,6 +60,7 @@ pub fn run_with_curves(
                             }
                             saved => {
                                 let keep = saved.map(|s| (s, rerun));
+                                let _job = Job::start();
                                 run_seed(data, models, seed, config, &bar, keep).and_then(|o| {
                                     store.map_or(Ok(()), |s| s.save(seed, &o))?;
                                     Ok(o)

@@ -51,19 +51,42 @@ fn default_shards() -> usize {
 }
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
+static JOBS: AtomicUsize = AtomicUsize::new(0);
 
-/// The threads training may use for the shards of a batch and for validation (default 1).
-/// The CLI sets it to the cores, or to 1 when it evaluates seeds in parallel.
+/// The threads training may use for the shards of a batch and for validation (default 1),
+/// shared by the [`Job`]s running at once. The CLI sets it to the cores.
 pub fn set_threads(threads: usize) {
     THREADS.store(threads.max(1), Ordering::Relaxed);
 }
 
-fn threads() -> usize {
-    THREADS.load(Ordering::Relaxed)
+/// A training job (one evaluation seed) while it lives: the jobs alive share
+/// [`set_threads`]'s threads evenly, read again at every batch, so a job left alone takes
+/// every thread when the others finish. Results never depend on it (see the module doc).
+pub struct Job(());
+
+impl Job {
+    pub fn start() -> Job {
+        JOBS.fetch_add(1, Ordering::Relaxed);
+        Job(())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        JOBS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn threads() -> usize {
+    let jobs = JOBS.load(Ordering::Relaxed).max(1);
+    (THREADS.load(Ordering::Relaxed) / jobs).max(1)
 }
 
 /// `f` over `items` on up to [`threads`] scoped threads, in order.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let n = threads().min(items.len());
     if n <= 1 {
         return items.iter().map(f).collect();
