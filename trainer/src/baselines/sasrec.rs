@@ -199,8 +199,8 @@ mod tests {
     fn a_position_never_sees_a_later_click() {
         let net = sasrec();
         let s = states(&net, &[vec![3, 9, 4, 12, 7], vec![3, 9, 4, 20, 21]]);
-        for k in 0..3 {
-            assert!(max_diff(&s[0][k], &s[1][k]) < 1e-6, "position {k}");
+        for (k, (a, b)) in s[0].iter().zip(&s[1]).take(3).enumerate() {
+            assert!(max_diff(a, b) < 1e-6, "position {k}");
         }
         assert!(
             max_diff(&s[0][3], &s[1][3]) > 1e-3,
@@ -215,8 +215,8 @@ mod tests {
         let net = sasrec();
         let alone = states(&net, &[vec![5, 6]]);
         let padded = states(&net, &[vec![5, 6], vec![1, 2, 3, 4, 5, 6]]);
-        for k in 0..2 {
-            assert!(max_diff(&alone[0][k], &padded[0][k]) < 1e-6, "position {k}");
+        for (k, (a, b)) in alone[0].iter().zip(&padded[0]).enumerate() {
+            assert!(max_diff(a, b) < 1e-6, "position {k}");
         }
         assert!(padded[0][2..].iter().flatten().all(|&x| x == 0.0));
     }
