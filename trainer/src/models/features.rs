@@ -45,6 +45,14 @@ pub struct Moment<'a> {
     pub realtime: &'a [Event],
 }
 
+impl Moment<'_> {
+    /// The position in the user's timeline of the event this moment precedes: every event
+    /// before it may be known (`slow` and `realtime` are both prefixes of the timeline).
+    pub fn at(&self) -> usize {
+        self.slow.len().max(self.realtime.len())
+    }
+}
+
 impl<'a> From<&Query<'a>> for Moment<'a> {
     fn from(q: &Query<'a>) -> Self {
         Moment {

@@ -21,13 +21,14 @@ use crate::error::Result;
 
 /// Runs the recurrence over projected inputs `gi` (B, T, 3H) with `mask` (B, T) from `h0`
 /// (B, H) with the recurrent weights `w_hh` (3H, H) and `b_hh` (3H); returns the last state
-/// (B, H). Differentiable in `gi`, `h0`, `w_hh` and `b_hh` (not in `mask`). CPU, f32 only.
+/// (B, H), or with `all` the state after every step (B, T, H). Differentiable in `gi`, `h0`,
+/// `w_hh` and `b_hh` (not in `mask`). CPU, f32 only.
 pub fn scan(
     gi: &Tensor,
     mask: &Tensor,
     h0: &Tensor,
-    w_hh: &Tensor,
-    b_hh: &Tensor,
+    (w_hh, b_hh): (&Tensor, &Tensor),
+    all: bool,
 ) -> Result<Tensor> {
     let (batch, steps, three_h) = gi.dims3()?;
     let hidden = three_h / 3;
@@ -36,6 +37,7 @@ pub fn scan(
         batch,
         steps,
         hidden,
+        all,
     };
     if op.mask.len() != batch * steps || h0.dims2()? != (batch, hidden) {
         return Err(candle_core::Error::Msg(format!(
@@ -58,6 +60,8 @@ struct GruScan {
     batch: usize,
     steps: usize,
     hidden: usize,
+    /// Output every step's state (B, T, H) rather than the last (B, H).
+    all: bool,
 }
 
 /// What the backward pass needs from the forward: every state and every step's gates.
@@ -127,10 +131,12 @@ fn gemm(
 }
 
 impl GruScan {
-    /// The forward recurrence; with `trace`, also what [`GruScan::backward`] needs.
+    /// The forward recurrence: the output (the last state, or every step's with
+    /// [`GruScan::all`]); with `trace`, also what [`GruScan::backward`] needs.
     fn forward(&self, gi: &[f32], h0: &[f32], wb: &[f32], trace: bool) -> (Vec<f32>, Trace) {
         let (b, t, h) = (self.batch, self.steps, self.hidden);
         let mut state = h0.to_vec();
+        let mut every = vec![0f32; if self.all && !trace { b * t * h } else { 0 }];
         let mut gh = vec![0f32; b * 3 * h];
         let mut tr = Trace {
             states: Vec::with_capacity(if trace { (t + 1) * b * h } else { 0 }),
@@ -173,16 +179,20 @@ impl GruScan {
                     }
                     s[j] += m * (next - s[j]);
                 }
+                if !every.is_empty() {
+                    every[(row * t + step) * h..][..h].copy_from_slice(s);
+                }
             }
         }
         if trace {
             tr.states.extend_from_slice(&state);
         }
-        (state, tr)
+        (if self.all { every } else { state }, tr)
     }
 
     /// Backward through time: the gradients of `gi` (B, T, 3H), `h0` (B, H) and `wb`
-    /// (3H, H + 1) from the gradient `d_out` (B, H) of the last state.
+    /// (3H, H + 1) from the gradient `d_out` of the output: of the last state (B, H), or with
+    /// [`GruScan::all`] of every step's state (B, T, H).
     fn backward(
         &self,
         gi: &[f32],
@@ -192,11 +202,24 @@ impl GruScan {
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (b, t, h) = (self.batch, self.steps, self.hidden);
         let (_, tr) = self.forward(gi, h0, wb, true);
-        let mut dh = d_out.to_vec();
+        let mut dh = if self.all {
+            vec![0f32; b * h]
+        } else {
+            d_out.to_vec()
+        };
         let mut dgi = vec![0f32; b * t * 3 * h];
         let mut dwb = vec![0f32; 3 * h * (h + 1)];
         let mut dgh = vec![0f32; b * 3 * h];
         for step in (0..t).rev() {
+            if self.all {
+                // The state after this step is also read directly.
+                for row in 0..b {
+                    let d = &d_out[(row * t + step) * h..][..h];
+                    for (acc, g) in dh[row * h..][..h].iter_mut().zip(d) {
+                        *acc += g;
+                    }
+                }
+            }
             let prev = &tr.states[step * b * h..][..b * h];
             for row in 0..b {
                 let m = self.mask[row * t + step];
@@ -280,8 +303,13 @@ impl CustomOp3 for GruScan {
                 "GRU scan: operand sizes do not match".into(),
             ));
         }
-        let (state, _) = self.forward(gi, h0, wb, false);
-        Ok((CpuStorage::F32(state), Shape::from((b, h))))
+        let (out, _) = self.forward(gi, h0, wb, false);
+        let shape = if self.all {
+            Shape::from((b, t, h))
+        } else {
+            Shape::from((b, h))
+        };
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -348,6 +376,25 @@ mod tests {
     }
 
     #[test]
+    fn every_steps_state_is_the_last_state_of_its_prefix_with_the_same_gradients() -> Result<()> {
+        let (b, t, h) = (4, 6, 3);
+        let (map, gru, xs, h0) = setup(b, t, h)?;
+        // An empty row (h0 repeated), partial rows (padded steps repeat the state) and a full one.
+        let mask = length_mask(&[0, 2, 6, 5], t, &Device::Cpu)?;
+        let probe = Tensor::randn(0f32, 1.0, (b, t, h), &Device::Cpu)?;
+        let fused = gru.forward_all(&xs, &mask, &h0)?;
+        let prefixes = (1..=t)
+            .map(|k| gru.forward_steps(&xs.narrow(1, 0, k)?, &mask.narrow(1, 0, k)?, &h0))
+            .collect::<Result<Vec<_>>>()?;
+        let reference = Tensor::stack(&prefixes, 1)?;
+        let vars = map.all_vars();
+        let mut all: Vec<&Var> = vars.iter().collect();
+        all.extend([&xs, &h0]);
+        assert_same_op(&fused, &reference, &probe, &all, 1e-4)?;
+        Ok(())
+    }
+
+    #[test]
     fn the_scan_gradient_matches_finite_differences() -> Result<()> {
         let (b, t, h) = (2, 3, 3);
         let [gi, h0, w, bias] = [
@@ -358,10 +405,10 @@ mod tests {
         ];
         let mask = length_mask(&[3, 2], t, &Device::Cpu)?;
         let loss = |w: &Tensor| -> Result<f64> {
-            let out = scan(&gi, &mask, &h0, w, &bias)?;
+            let out = scan(&gi, &mask, &h0, (w, &bias), false)?;
             Ok(f64::from(out.sqr()?.sum_all()?.to_scalar::<f32>()?))
         };
-        let grads = scan(&gi, &mask, &h0, &w, &bias)?
+        let grads = scan(&gi, &mask, &h0, (&w, &bias), false)?
             .sqr()?
             .sum_all()?
             .backward()?;

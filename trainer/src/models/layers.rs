@@ -134,24 +134,46 @@ impl Gru {
     /// [`Gru::project`], so rows that read the same window can share one projection: the S2F
     /// fast component runs each moment's window from a different state for every candidate.
     pub fn forward_projected(&self, gi: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
-        if gi.device().is_cpu() && gi.dtype() == DType::F32 {
-            return super::gru_scan::scan(gi, mask, h0, &self.weight_hh, &self.bias_hh);
-        }
-        self.steps(gi, mask, h0)
+        self.recur(gi, mask, h0, false)
+    }
+
+    /// The state after every step (B, T, H) of [`Gru::forward`]'s run: position `t` has read
+    /// steps `0..=t` (a padded step repeats the state before it). GRU4Rec trains on it, each
+    /// position predicting the next click.
+    pub fn forward_all(&self, xs: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
+        self.recur(&self.project(xs)?, mask, h0, true)
     }
 
     /// [`Gru::forward`] as a loop of [`Gru::step`]s: any device and dtype.
     pub fn forward_steps(&self, xs: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
-        self.steps(&self.project(xs)?, mask, h0)
+        self.steps(&self.project(xs)?, mask, h0, false)
     }
 
-    /// The recurrence over projected inputs `gi` (B, T, 3H), one [`Gru::step`] at a time.
-    fn steps(&self, gi: &Tensor, mask: &Tensor, h0: &Tensor) -> Result<Tensor> {
+    /// The recurrence over projected inputs `gi` (B, T, 3H), returning the last state or
+    /// with `all` every step's. On the CPU in f32 it is one fused op ([`super::gru_scan`]);
+    /// elsewhere it runs step by step.
+    fn recur(&self, gi: &Tensor, mask: &Tensor, h0: &Tensor, all: bool) -> Result<Tensor> {
+        if gi.device().is_cpu() && gi.dtype() == DType::F32 {
+            let weights = (&self.weight_hh, &self.bias_hh);
+            return super::gru_scan::scan(gi, mask, h0, weights, all);
+        }
+        self.steps(gi, mask, h0, all)
+    }
+
+    /// The recurrence one [`Gru::step`] at a time.
+    fn steps(&self, gi: &Tensor, mask: &Tensor, h0: &Tensor, all: bool) -> Result<Tensor> {
         let mut h = h0.clone();
+        let mut every = Vec::new();
         for t in 0..gi.dim(1)? {
             let m = mask.narrow(1, t, 1)?;
             let next = self.step(&gi.narrow(1, t, 1)?.squeeze(1)?, &h)?;
             h = (&h + m.broadcast_mul(&(next - &h)?)?)?;
+            if all {
+                every.push(h.clone());
+            }
+        }
+        if all {
+            return Ok(Tensor::stack(&every, 1)?);
         }
         Ok(h)
     }

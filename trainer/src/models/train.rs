@@ -264,14 +264,16 @@ enum Units<'a> {
 }
 
 impl<'a> Units<'a> {
-    /// Sequences when `net` trains on them, cut from the runs of one user's positives in
-    /// `train` (consecutive clicks in time order, as [`super::features::positives`] lists
-    /// them); moments otherwise.
+    /// Sequences when `net` trains on them, cut from each user's positives in `train` in
+    /// time order (the fast-side baselines' positives list a user's phases in separate
+    /// runs); moments otherwise.
     fn new(net: &'a dyn Net, train: &'a [Positive<'a>]) -> Units<'a> {
         let Some(seq) = net.sequence() else {
             return Units::Moments(train);
         };
-        let clicks = train
+        let mut timed: Vec<&Positive<'_>> = train.iter().collect();
+        timed.sort_by_key(|p| (p.moment.user, p.moment.at()));
+        let clicks = timed
             .chunk_by(|a, b| a.moment.user == b.moment.user)
             .flat_map(|run| {
                 cut_sequences(
@@ -562,6 +564,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The fast-side baselines' positives list each user's slow-phase clicks, then the slow
+    /// phase's held-out click, then the fast phase's: sequences still follow every user's
+    /// clicks in time order, each click (but the first) the target of one.
+    #[test]
+    fn sequences_follow_each_users_clicks_in_time_order_across_phases() -> Result<()> {
+        use crate::baselines::learned::{realtime_positives, Sizes};
+        use crate::baselines::Arch;
+        use crate::data::split::Split;
+        use crate::data::{EventKind, EventLog};
+
+        let mut log = EventLog::default();
+        for user in ["a", "b"] {
+            for k in 0..30 {
+                log.push_raw(user, &format!("c{user}{k}"), k, EventKind::Click);
+            }
+        }
+        let split = Split::new(&log);
+        let data = realtime_positives(&split);
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+        let sizes = Sizes {
+            users: 2,
+            items: split.num_items,
+            model: crate::models::ModelConfig::default(),
+        };
+        let net = Arch::Gru4Rec.build(vb, sizes)?;
+        let Units::Sequences { clicks, .. } = Units::new(&*net, &data.train) else {
+            panic!("GRU4Rec trains on sequences");
+        };
+        let targets: Vec<u32> = clicks.iter().flat_map(|s| s[1..].to_vec()).collect();
+        // Per user: 20 slow-phase clicks and 4 fast-phase ones train (the fifth validates).
+        let want: Vec<u32> = (split.timelines.iter())
+            .flat_map(|t| t.events[1..24].iter().map(|e| e.item))
+            .collect();
+        assert_eq!(targets, want);
+        Ok(())
     }
 
     #[test]
