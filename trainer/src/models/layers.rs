@@ -189,27 +189,45 @@ impl Gru {
 ///
 /// The first layer is applied without materialising the (B, L, 4d) features: with its weight
 /// split into column blocks `[A B C D]`, `W[h, e, h − e, h ⊙ e] = (A + C) h + (B − C) e + D (h ⊙ e)`,
-/// so the candidate term is computed once per row instead of once per history position.
-pub fn target_attention(att: &Mlp, hist: &Tensor, mask: &Tensor, e: &Tensor) -> Result<Tensor> {
-    let (b, l, d) = hist.dims3()?;
+/// so the candidate term is computed once per row and the history term once per moment.
+///
+/// `hist` (M, L, d) and `mask` (M, L) are per moment; `row_moment` (B) maps each of the `e`
+/// (B, d) rows to its moment (`None`: one row per moment, M = B). Returns `r_t` (B, d).
+pub fn target_attention(
+    att: &Mlp,
+    hist: &Tensor,
+    mask: &Tensor,
+    e: &Tensor,
+    row_moment: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (m, l, d) = hist.dims3()?;
+    let b = e.dim(0)?;
+    let per_row = |x: &Tensor| -> Result<Tensor> {
+        Ok(match row_moment {
+            Some(at) => x.index_select(at, 0)?,
+            None => x.clone(),
+        })
+    };
     let [first, second, third] = att.layers();
     let w = first.weight();
     let block = |k: usize| w.narrow(1, k * d, d);
     let w_h = (block(0)? + block(2)?)?;
     let w_e = (block(1)? - block(2)?)?;
     let w_he = block(3)?;
-    let flat = hist.reshape((b * l, d))?;
-    let he = mul_rows(hist, e)?.reshape((b * l, d))?;
-    let per_pos = (flat.matmul(&w_h.t()?)? + he.matmul(&w_he.t()?)?)?.reshape((b, l, ()))?;
-    let mut per_row = e.matmul(&w_e.t()?)?;
+    let per_moment = hist.reshape((m * l, d))?.matmul(&w_h.t()?)?;
+    let hist = per_row(hist)?;
+    let he = mul_rows(&hist, e)?.reshape((b * l, d))?;
+    let per_pos = (per_row(&per_moment.reshape((m, l, ()))?)?
+        + he.matmul(&w_he.t()?)?.reshape((b, l, ()))?)?;
+    let mut per_cand = e.matmul(&w_e.t()?)?;
     if let Some(bias) = first.bias() {
-        per_row = add_bias(&per_row, bias)?;
+        per_cand = add_bias(&per_cand, bias)?;
     }
-    let z = relu(&add_rows(&per_pos, &per_row)?)?;
+    let z = relu(&add_rows(&per_pos, &per_cand)?)?;
     let z = relu(&affine(second, &z.reshape((b * l, ()))?)?)?;
     let scores = affine(third, &z)?.reshape((b, l))?;
-    let w = masked_softmax(&scores, mask)?;
-    Ok(w.unsqueeze(1)?.matmul(hist)?.squeeze(1)?)
+    let w = masked_softmax(&scores, &per_row(mask)?)?;
+    Ok(w.unsqueeze(1)?.matmul(&hist)?.squeeze(1)?)
 }
 
 /// Layer normalisation over the last axis (Ba, Kiros & Hinton 2016):
@@ -372,7 +390,7 @@ mod tests {
         let hist = Tensor::randn(0f32, 1.0, (3, 5, 4), &dev).unwrap();
         let e = Tensor::randn(0f32, 1.0, (3, 4), &dev).unwrap();
         let mask = length_mask(&[5, 2, 0], 5, &dev).unwrap();
-        let got = target_attention(&att, &hist, &mask, &e).unwrap();
+        let got = target_attention(&att, &hist, &mask, &e, None).unwrap();
         let eb = e.unsqueeze(1).unwrap().broadcast_as((3, 5, 4)).unwrap();
         let feats = Tensor::cat(
             &[&hist, &eb, &(&hist - &eb).unwrap(), &(&hist * &eb).unwrap()],
@@ -392,6 +410,32 @@ mod tests {
         assert!(diff < 1e-5, "{diff}");
     }
 
+    /// Rows that share a moment read its history once (`row_moment`): the same `r_t` and the
+    /// same gradients as the history repeated per row.
+    #[test]
+    fn attention_per_moment_equals_attention_per_row() -> Result<()> {
+        let map = VarMap::new();
+        let att = Mlp::new(vb(&map), 16, [8, 4], 1)?;
+        let dev = Device::Cpu;
+        let hist = Var::randn(0f32, 1.0, (2, 5, 4), &dev)?;
+        let e = Var::randn(0f32, 1.0, (5, 4), &dev)?;
+        let mask = length_mask(&[5, 2], 5, &dev)?;
+        let at = Tensor::new(&[0u32, 1, 1, 0, 1], &dev)?;
+        let shared = target_attention(&att, &hist, &mask, &e, Some(&at))?;
+        let repeated = target_attention(
+            &att,
+            &hist.index_select(&at, 0)?,
+            &mask.index_select(&at, 0)?,
+            &e,
+            None,
+        )?;
+        let probe = Tensor::randn(0f32, 1.0, (5, 4), &dev)?;
+        let vars = map.all_vars();
+        let mut all: Vec<&Var> = vars.iter().collect();
+        all.extend([&hist, &e]);
+        crate::models::testing::assert_same_op(&shared, &repeated, &probe, &all, 1e-5)
+    }
+
     #[test]
     fn padding_does_not_change_attention() {
         let map = VarMap::new();
@@ -400,15 +444,15 @@ mod tests {
         let hist = Tensor::randn(0f32, 1.0, (1, 2, 4), &dev).unwrap();
         let e = Tensor::randn(0f32, 1.0, (1, 4), &dev).unwrap();
         let exact =
-            target_attention(&att, &hist, &length_mask(&[2], 2, &dev).unwrap(), &e).unwrap();
+            target_attention(&att, &hist, &length_mask(&[2], 2, &dev).unwrap(), &e, None).unwrap();
         let pad = Tensor::randn(0f32, 5.0, (1, 3, 4), &dev).unwrap();
         let padded = Tensor::cat(&[&hist, &pad], 1).unwrap();
         let masked =
-            target_attention(&att, &padded, &length_mask(&[2], 5, &dev).unwrap(), &e).unwrap();
+            target_attention(&att, &padded, &length_mask(&[2], 5, &dev).unwrap(), &e, None).unwrap();
         let diff = max_abs_diff(&exact, &masked);
         assert!(diff < 1e-5, "{diff}");
         let none =
-            target_attention(&att, &padded, &length_mask(&[0], 5, &dev).unwrap(), &e).unwrap();
+            target_attention(&att, &padded, &length_mask(&[0], 5, &dev).unwrap(), &e, None).unwrap();
         assert_eq!(
             to_vec(&none),
             vec![0.0; 4],
@@ -530,7 +574,7 @@ mod tests {
         let loss = |xs: &Tensor| -> f64 {
             let h = gru.forward(xs, &mask, &h0).unwrap();
             let hist = Tensor::stack(&[&h, &(&h * 0.5).unwrap()], 1).unwrap();
-            let r = target_attention(&att, &hist, &mask.narrow(1, 0, 2).unwrap(), &e).unwrap();
+            let r = target_attention(&att, &hist, &mask.narrow(1, 0, 2).unwrap(), &e, None).unwrap();
             r.sqr()
                 .unwrap()
                 .sum_all()
@@ -540,7 +584,7 @@ mod tests {
         };
         let h = gru.forward(xs.as_tensor(), &mask, &h0).unwrap();
         let hist = Tensor::stack(&[&h, &(&h * 0.5).unwrap()], 1).unwrap();
-        let r = target_attention(&att, &hist, &mask.narrow(1, 0, 2).unwrap(), &e).unwrap();
+        let r = target_attention(&att, &hist, &mask.narrow(1, 0, 2).unwrap(), &e, None).unwrap();
         let grads = r.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let analytic: Vec<f64> = grads
             .get(xs.as_tensor())

@@ -58,23 +58,19 @@ impl SlowNet {
         }
     }
 
-    /// Eq. 1–2 or 5–6 for every row of the batch.
+    /// Eq. 1–2 or 5–6 for every row of the batch. The history is embedded once per moment
+    /// (the rows of a moment share it).
     pub fn forward(&self, shared: &Shared, batch: &Batch) -> Result<SlowOut> {
         let e = embed(&shared.item_emb, &batch.items)?;
         let hist = batch.window(&batch.slow_history, "slow history")?;
-        let h = batch.per_row(&embed(&shared.item_emb, &hist.ids)?)?;
+        let h = embed(&shared.item_emb, &hist.ids)?;
         // r̂2 is received from the device (Algorithm 1, step 1): an input, not trained through.
         let neg_memory = match self.w_s {
             Some(_) => Some(batch.per_row(&shared.neg_memory(batch)?.detach())?),
             None => None,
         };
-        self.forward_embedded(
-            &shared.gru_n,
-            &e,
-            &h,
-            &batch.per_row(&hist.mask)?,
-            neg_memory.as_ref(),
-        )
+        let history = (&h, &hist.mask, Some(&batch.row_moment));
+        self.forward_rows(&shared.gru_n, &e, history, neg_memory.as_ref())
     }
 
     /// Eq. 1–2 or 5–6 on embeddings, one row per candidate: `e` (B, d), the history `h`
@@ -88,7 +84,19 @@ impl SlowNet {
         mask: &Tensor,
         neg_memory: Option<&Tensor>,
     ) -> Result<SlowOut> {
-        let r_t = target_attention(&self.att, h, mask, e)?;
+        self.forward_rows(gru_n, e, (h, mask, None), neg_memory)
+    }
+
+    /// Eq. 1–2 or 5–6 with the history `(h, mask, row_moment)` per moment as
+    /// [`target_attention`] takes it.
+    fn forward_rows(
+        &self,
+        gru_n: &Gru,
+        e: &Tensor,
+        (h, mask, row_moment): (&Tensor, &Tensor, Option<&Tensor>),
+        neg_memory: Option<&Tensor>,
+    ) -> Result<SlowOut> {
+        let r_t = target_attention(&self.att, h, mask, e, row_moment)?;
         let Some(w_s) = &self.w_s else {
             let logits = self.out.forward(&Tensor::cat(&[&r_t, e], 1)?)?;
             let r_n = r_t.zeros_like()?;

@@ -174,7 +174,7 @@ impl SlowFast {
             ),
             Step::PreTrain => (
                 &FastPart(self),
-                self.vars(&["fast.", "gru_n."]),
+                self.vars(&["item_emb", "fast.", "gru_n."]),
                 Phase::SlowRealTime,
             ),
             Step::Fast(_) => (
