@@ -447,12 +447,24 @@ mod tests {
             target_attention(&att, &hist, &length_mask(&[2], 2, &dev).unwrap(), &e, None).unwrap();
         let pad = Tensor::randn(0f32, 5.0, (1, 3, 4), &dev).unwrap();
         let padded = Tensor::cat(&[&hist, &pad], 1).unwrap();
-        let masked =
-            target_attention(&att, &padded, &length_mask(&[2], 5, &dev).unwrap(), &e, None).unwrap();
+        let masked = target_attention(
+            &att,
+            &padded,
+            &length_mask(&[2], 5, &dev).unwrap(),
+            &e,
+            None,
+        )
+        .unwrap();
         let diff = max_abs_diff(&exact, &masked);
         assert!(diff < 1e-5, "{diff}");
-        let none =
-            target_attention(&att, &padded, &length_mask(&[0], 5, &dev).unwrap(), &e, None).unwrap();
+        let none = target_attention(
+            &att,
+            &padded,
+            &length_mask(&[0], 5, &dev).unwrap(),
+            &e,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             to_vec(&none),
             vec![0.0; 4],
@@ -574,7 +586,8 @@ mod tests {
         let loss = |xs: &Tensor| -> f64 {
             let h = gru.forward(xs, &mask, &h0).unwrap();
             let hist = Tensor::stack(&[&h, &(&h * 0.5).unwrap()], 1).unwrap();
-            let r = target_attention(&att, &hist, &mask.narrow(1, 0, 2).unwrap(), &e, None).unwrap();
+            let r =
+                target_attention(&att, &hist, &mask.narrow(1, 0, 2).unwrap(), &e, None).unwrap();
             r.sqr()
                 .unwrap()
                 .sum_all()

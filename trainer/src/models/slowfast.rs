@@ -5,7 +5,9 @@
 //! component's priors `r_t, r_n` (S2F), updating GRU_n, which yields the next round's `r̂2`.
 //!
 //! Who owns what: the item embeddings `e_i` belong to the cloud (the server sends them with
-//! every candidate), so only slow training updates them; GRU_n is trained by both sides.
+//! every candidate), so only the cloud's fits update them: slow training, and MC²-SF+'s fast
+//! pre-training, which runs in the cloud on slow-phase clicks. The device's fast rounds never
+//! do. GRU_n is trained by both sides.
 
 use std::sync::Arc;
 
@@ -30,7 +32,8 @@ pub enum Variant {
     /// MC²-SF: slow with F2S (eq. 5–6) and fast with S2F (eq. 7–8), Algorithm 1.
     Mc2sf,
     /// MC²-SF whose fast component first also learns from every slow-phase click with its
-    /// real-time windows, then is tuned with the priors on the fast phase (beyond the paper).
+    /// real-time windows, tuning the item embeddings with it (a cloud job), then is tuned with
+    /// the priors on the fast phase (beyond the paper).
     Mc2sfPlus,
 }
 
@@ -40,8 +43,10 @@ pub enum Step {
     /// Round `r`'s slow training, with the negative memory `r̂2` (F2S) where there is a fast
     /// component.
     Slow(usize),
-    /// MC²-SF+ only, in round 1 before the fast phase: the fast component learns from every
-    /// slow-phase click with its real-time windows.
+    /// MC²-SF+ only, in round 1 before the fast phase: the fast component and the item
+    /// embeddings learn from every slow-phase click with its real-time windows. This runs in
+    /// the cloud, which owns the embeddings; slow round 2 then refits the slow component to
+    /// them.
     PreTrain,
     /// Round `r`'s fast training with the slow component's priors (S2F).
     Fast(usize),
@@ -283,5 +288,46 @@ impl Scorer for SlowFastScorer {
         };
         let device = self.model.shared.item_emb.device();
         score_queries(net, self.model.config.windows, device, queries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+    use crate::synth::{generate, SynthConfig};
+
+    /// The item embeddings are the cloud's: MC²-SF+'s pre-training (a cloud job) tunes them,
+    /// the device's fast rounds never change them.
+    #[test]
+    fn only_the_clouds_fits_update_the_item_embeddings() -> Result<()> {
+        let cfg = SynthConfig {
+            users: 30,
+            items: 80,
+            min_clicks_per_user: 30,
+            max_clicks_per_user: 40,
+            ..SynthConfig::default()
+        };
+        let data = Dataset::from_log("tiny", generate(&cfg)?)?;
+        let split = &data.split;
+        let model = SlowFast::new(
+            Variant::Mc2sfPlus,
+            split.num_items,
+            ModelConfig::default(),
+            1,
+        )?;
+        // No validation cases: the epoch's weights are kept, never restored.
+        let train = TrainConfig {
+            max_epochs: 1,
+            max_valid: 0,
+            ..TrainConfig::default()
+        };
+        let emb = || -> Result<Vec<f32>> { Ok(model.shared.item_emb.flatten_all()?.to_vec1()?) };
+        let before = emb()?;
+        model.fit_step(split, &train, Step::Fast(1))?;
+        assert_eq!(emb()?, before, "a fast round changed e_i");
+        model.fit_step(split, &train, Step::PreTrain)?;
+        assert_ne!(emb()?, before, "the pre-training left e_i alone");
+        Ok(())
     }
 }
