@@ -5,8 +5,11 @@
 //! many backward, each allocating its result: on the fast component's windows (eq. 3 and 7)
 //! that overhead, not arithmetic, bounded training speed. Here the whole window is one op:
 //! per step one matrix product `h·W_hhᵀ` (gemm) and the gates in one pass over the rows.
-//! The backward pass recomputes the forward states (cheaper than keeping them in the graph)
-//! and runs back through time with two products per step (`dgh·W_hh` and `dghᵀ·h`).
+//! A forward pass that will be differentiated (a training shard: its operands track their
+//! ops and it is at most [`TRACE_LIMIT`] values) keeps its states and gates for the backward
+//! pass; any other (scoring) keeps nothing, and were it ever differentiated the backward pass
+//! would recompute them. The backward pass runs back through time with two products per
+//! step (`dgh·W_hh` and `dghᵀ·h`).
 //!
 //! The gate layout is [`Gru`](super::layers::Gru)'s (PyTorch's, ONNX
 //! `linear_before_reset = 1`): with `gi = W_i x + b_i` already projected and
@@ -38,6 +41,8 @@ pub fn scan(
         steps,
         hidden,
         all,
+        keep_trace: false,
+        trace: std::sync::Mutex::new(None),
     };
     if op.mask.len() != batch * steps || h0.dims2()? != (batch, hidden) {
         return Err(candle_core::Error::Msg(format!(
@@ -50,6 +55,11 @@ pub fn scan(
     }
     // W_hh and b_hh travel as one (3H, H + 1) tensor: CustomOp3 takes three arguments.
     let wb = Tensor::cat(&[w_hh, &b_hh.unsqueeze(1)?], 1)?;
+    let op = GruScan {
+        keep_trace: (gi.track_op() || h0.track_op() || wb.track_op())
+            && steps * batch * 5 * hidden <= TRACE_LIMIT,
+        ..op
+    };
     Ok(gi
         .contiguous()?
         .apply_op3_arc(&h0.contiguous()?, &wb, std::sync::Arc::new(Box::new(op)))?)
@@ -62,20 +72,80 @@ struct GruScan {
     hidden: usize,
     /// Output every step's state (B, T, H) rather than the last (B, H).
     all: bool,
+    /// Keep the forward pass's [`Trace`] for the backward pass.
+    keep_trace: bool,
+    trace: std::sync::Mutex<Option<Trace>>,
 }
+
+/// The most values (`T · B · 5H`) a kept [`Trace`] may hold: 16 MB, far above a training
+/// shard's (20 · 128 · 160 on the fast component's windows), below a scoring batch's.
+const TRACE_LIMIT: usize = 1 << 22;
 
 /// What the backward pass needs from the forward: every state and every step's gates.
 struct Trace {
     /// (T + 1, B, H): `states[t]` is the state before step `t`.
     states: Vec<f32>,
-    /// (T, B, 3H): `r, z, n` of each step.
+    /// (T, B, 3H): `r, z, n` of each step (H values of each gate in turn).
     gates: Vec<f32>,
     /// (T, B, H): `gh_n = W_hn h + b_hn`, which the reset gate multiplies.
     gh_n: Vec<f32>,
 }
 
+/// `eˣ` in pure f32 arithmetic (Cephes' `expf`: `x = n ln 2 + r`, a degree-6 polynomial in
+/// `r`, `2ⁿ` built in the exponent bits; relative error ≈ 2e-7 on the clamped range), so the
+/// gate loops below vectorise: libm's `expf` and `tanhf` are scalar calls, and they were half
+/// of the fast component's training time.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer without a call.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let rounded = x * std::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
+    // `n` as an integer from the low bits (a float-to-int cast would not vectorise).
+    let n_bits = rounded.to_bits().wrapping_sub(ROUND.to_bits());
+    // ln 2 in two parts, so that `x − n ln 2` is exact for the large `n`.
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = 1.987_569_2e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
+}
+
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh x = 1 − 2 / (e²ˣ + 1)`: absolute error ≈ 1e-7, which is what the states need.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// One step for one row (eq. of the module doc): from the projected input `x` and the
+/// recurrent projection `g` (3H each, gates `r, z, n` in that order) moves the state `s` (H)
+/// by its mask `m`, and writes the step's `r, z, n` into `gates` (3H).
+#[inline(always)]
+fn step_row(x: &[f32], g: &[f32], s: &mut [f32], m: f32, gates: &mut [f32]) {
+    let h = s.len();
+    let (x, g, gates) = (&x[..3 * h], &g[..3 * h], &mut gates[..3 * h]);
+    let (xr, xz, xn) = (&x[..h], &x[h..2 * h], &x[2 * h..]);
+    let (gr, gz, gn) = (&g[..h], &g[h..2 * h], &g[2 * h..]);
+    let (rs, rest) = gates.split_at_mut(h);
+    let (zs, ns) = rest.split_at_mut(h);
+    for j in 0..h {
+        let r = sigmoid(xr[j] + gr[j]);
+        let z = sigmoid(xz[j] + gz[j]);
+        let n = tanh(xn[j] + r * gn[j]);
+        let next = n + z * (s[j] - n);
+        s[j] += m * (next - s[j]);
+        (rs[j], zs[j], ns[j]) = (r, z, n);
+    }
 }
 
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)` on row-major slices with explicit strides
@@ -136,8 +206,10 @@ impl GruScan {
     fn forward(&self, gi: &[f32], h0: &[f32], wb: &[f32], trace: bool) -> (Vec<f32>, Trace) {
         let (b, t, h) = (self.batch, self.steps, self.hidden);
         let mut state = h0.to_vec();
-        let mut every = vec![0f32; if self.all && !trace { b * t * h } else { 0 }];
+        let mut every = vec![0f32; if self.all { b * t * h } else { 0 }];
         let mut gh = vec![0f32; b * 3 * h];
+        let mut gates = vec![0f32; 3 * h];
+        let b_hh: Vec<f32> = (0..3 * h).map(|j| wb[j * (h + 1) + h]).collect();
         let mut tr = Trace {
             states: Vec::with_capacity(if trace { (t + 1) * b * h } else { 0 }),
             gates: Vec::with_capacity(if trace { t * b * 3 * h } else { 0 }),
@@ -149,9 +221,7 @@ impl GruScan {
             }
             // gh = h · W_hhᵀ + b_hh; W_hh[j, i] sits at wb[j (H + 1) + i], b_hh[j] at wb[j (H + 1) + H].
             for row in gh.chunks_exact_mut(3 * h) {
-                for (j, g) in row.iter_mut().enumerate() {
-                    *g = wb[j * (h + 1) + h];
-                }
+                row.copy_from_slice(&b_hh);
             }
             gemm(
                 (b, 3 * h, h),
@@ -168,16 +238,10 @@ impl GruScan {
                 let x = &gi[(row * t + step) * 3 * h..][..3 * h];
                 let g = &gh[row * 3 * h..][..3 * h];
                 let s = &mut state[row * h..][..h];
-                for j in 0..h {
-                    let r = sigmoid(x[j] + g[j]);
-                    let z = sigmoid(x[h + j] + g[h + j]);
-                    let n = (x[2 * h + j] + r * g[2 * h + j]).tanh();
-                    let next = n + z * (s[j] - n);
-                    if trace {
-                        tr.gates.extend_from_slice(&[r, z, n]);
-                        tr.gh_n.push(g[2 * h + j]);
-                    }
-                    s[j] += m * (next - s[j]);
+                step_row(x, g, s, m, &mut gates);
+                if trace {
+                    tr.gates.extend_from_slice(&gates);
+                    tr.gh_n.extend_from_slice(&g[2 * h..]);
                 }
                 if !every.is_empty() {
                     every[(row * t + step) * h..][..h].copy_from_slice(s);
@@ -201,7 +265,8 @@ impl GruScan {
         d_out: &[f32],
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (b, t, h) = (self.batch, self.steps, self.hidden);
-        let (_, tr) = self.forward(gi, h0, wb, true);
+        let kept = self.trace.lock().ok().and_then(|mut kept| kept.take());
+        let tr = kept.unwrap_or_else(|| self.forward(gi, h0, wb, true).1);
         let mut dh = if self.all {
             vec![0f32; b * h]
         } else {
@@ -227,7 +292,7 @@ impl GruScan {
                 let d_gi = &mut dgi[(row * t + step) * 3 * h..][..3 * h];
                 let d_gh = &mut dgh[row * 3 * h..][..3 * h];
                 for j in 0..h {
-                    let [r, z, n] = [0, 1, 2].map(|k| tr.gates[(at + j) * 3 + k]);
+                    let [r, z, n] = [0, 1, 2].map(|k| tr.gates[(at * 3) + k * h + j]);
                     let hp = prev[row * h + j];
                     let d = dh[row * h + j];
                     let d_next = m * d;
@@ -303,7 +368,12 @@ impl CustomOp3 for GruScan {
                 "GRU scan: operand sizes do not match".into(),
             ));
         }
-        let (out, _) = self.forward(gi, h0, wb, false);
+        let (out, trace) = self.forward(gi, h0, wb, self.keep_trace);
+        if self.keep_trace {
+            if let Ok(mut kept) = self.trace.lock() {
+                *kept = Some(trace);
+            }
+        }
         let shape = if self.all {
             Shape::from((b, t, h))
         } else {
@@ -351,6 +421,67 @@ mod tests {
         let xs = Var::randn(0f32, 1.0, (b, t, 3), &Device::Cpu)?;
         let h0 = Var::randn(0f32, 0.5, (b, h), &Device::Cpu)?;
         Ok((map, gru, xs, h0))
+    }
+
+    #[test]
+    fn the_gate_activations_match_the_standard_library() {
+        // Every 1/64 over the range the gates see, and the saturated tails.
+        for k in -6400..=6400 {
+            let x = k as f32 / 64.0;
+            // exp clamps its argument to [−87, 88], where f32 stays normal.
+            let e = f64::from(x.clamp(-87.0, 88.0)).exp();
+            assert!(
+                (f64::from(exp(x)) - e).abs() <= 4e-7 * e,
+                "exp({x}) = {} vs {e}",
+                exp(x)
+            );
+            let s = 1.0 / (1.0 + (-f64::from(x)).exp());
+            assert!((f64::from(sigmoid(x)) - s).abs() <= 2e-7, "sigmoid({x})");
+            assert!(
+                (f64::from(tanh(x)) - f64::from(x).tanh()).abs() <= 3e-7,
+                "tanh({x})"
+            );
+        }
+        assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
+        assert_eq!((tanh(-200.0), tanh(200.0)), (-1.0, 1.0));
+        assert!(exp(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn a_backward_pass_without_a_kept_trace_recomputes_the_same_gradients() {
+        let (b, t, h) = (3, 4, 2);
+        let values = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|k| ((k * 7919 % 23) as f32 / 11.0 - 1.0) * scale)
+                .collect()
+        };
+        let (gi, h0, wb) = (
+            values(b * t * 3 * h, 1.0),
+            values(b * h, 0.5),
+            values(3 * h * (h + 1), 0.4),
+        );
+        let d_out = values(b * t * h, 1.0);
+        let op = |keep_trace| GruScan {
+            mask: vec![1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+            batch: b,
+            steps: t,
+            hidden: h,
+            all: true,
+            keep_trace,
+            trace: std::sync::Mutex::new(None),
+        };
+        let kept = op(true);
+        let (out, trace) = kept.forward(&gi, &h0, &wb, true);
+        assert_eq!(out, op(false).forward(&gi, &h0, &wb, false).0);
+        *kept.trace.lock().expect("unpoisoned") = Some(trace);
+        assert_eq!(
+            kept.backward(&gi, &h0, &wb, &d_out),
+            op(false).backward(&gi, &h0, &wb, &d_out)
+        );
+        assert!(
+            kept.trace.lock().expect("unpoisoned").is_none(),
+            "the trace is used once"
+        );
     }
 
     #[test]
