@@ -64,9 +64,11 @@ impl SlowNet {
         let e = embed(&shared.item_emb, &batch.items)?;
         let hist = batch.window(&batch.slow_history, "slow history")?;
         let h = embed(&shared.item_emb, &hist.ids)?;
-        // r̂2 is received from the device (Algorithm 1, step 1): an input, not trained through.
+        // r̂2 is what the device uploads (Algorithm 1, step 1); in training the cloud folds it
+        // from the logged exposures with the shared GRU_n and differentiates through the fold,
+        // so the slow loss trains GRU_n too (README, "Ownership").
         let neg_memory = match self.w_s {
-            Some(_) => Some(batch.per_row(&shared.neg_memory(batch)?.detach())?),
+            Some(_) => Some(batch.per_row(&shared.neg_memory(batch)?)?),
             None => None,
         };
         let history = (&h, &hist.mask, Some(&batch.row_moment));

@@ -294,8 +294,61 @@ impl Scorer for SlowFastScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Dataset;
+    use crate::data::{Dataset, EventKind, EventLog};
+    use crate::models::features::{Moment, Row};
     use crate::synth::{generate, SynthConfig};
+
+    /// F2S in training: the slow loss reaches GRU_n's fold of the exposures into `r̂2`, so it
+    /// moves the embeddings of items that were only exposed (neither candidate nor history),
+    /// and no others.
+    #[test]
+    fn the_slow_loss_trains_the_fold_of_the_negative_memory() -> Result<()> {
+        let mut log = EventLog::default();
+        for k in 0..14 {
+            log.push_raw("u", &format!("c{k}"), 2 * k, EventKind::Click);
+            log.push_raw("u", &format!("x{k}"), 2 * k + 1, EventKind::Exposure);
+        }
+        let split = Split::new(&log);
+        let t = &split.timelines[0];
+        let model = SlowFast::new(Variant::Mc2sf, split.num_items, ModelConfig::default(), 1)?;
+        let moment = Moment {
+            user: t.user,
+            slow: t.before(8),
+            realtime: &[],
+        };
+        let target = t.events[8].item;
+        let row = Row {
+            moment: 0,
+            item: target,
+            label: 1.0,
+        };
+        let net = SlowPart(&model);
+        let device = model.shared.item_emb.device();
+        let batch = Batch::new(&[moment], &[row], net.needs(), model.config.windows, device)?;
+        let grads = net.logits(&batch)?.sum_all()?.backward()?;
+        let g = grads
+            .get(&model.shared.item_emb)
+            .expect("e_i has a gradient");
+        let norms: Vec<f32> = g.sqr()?.sum(1)?.to_vec1()?;
+        let kinds = |kind| moment.slow.iter().filter(move |e| e.kind == kind);
+        for e in kinds(EventKind::Exposure) {
+            assert!(
+                norms[e.item as usize] > 0.0,
+                "exposed item {} got no gradient",
+                e.item
+            );
+        }
+        let touched: Vec<u32> = (kinds(EventKind::Click).chain(kinds(EventKind::Exposure)))
+            .map(|e| e.item)
+            .chain([target])
+            .collect();
+        for (item, &n) in norms.iter().enumerate() {
+            if !touched.contains(&(item as u32)) {
+                assert_eq!(n, 0.0, "item {item} is in no window but got a gradient");
+            }
+        }
+        Ok(())
+    }
 
     /// The item embeddings are the cloud's: MC²-SF+'s pre-training (a cloud job) tunes them,
     /// the device's fast rounds never change them.
