@@ -94,7 +94,7 @@ mod tests {
 
     use super::*;
     use crate::data::split::Split;
-    use crate::data::{EventKind, EventLog};
+    use crate::data::EventKind;
     use crate::models::features::{Moment, Row};
     use crate::models::{seed_init, ModelConfig};
 
@@ -102,12 +102,7 @@ mod tests {
     /// click: it must score exactly as the moment right after that click does at test time.
     #[test]
     fn a_sequence_position_scores_as_the_moment_after_its_click() -> Result<()> {
-        let mut log = EventLog::default();
-        for k in 0..14 {
-            log.push_raw("u", &format!("c{k}"), 2 * k, EventKind::Click);
-            log.push_raw("u", &format!("x{k}"), 2 * k + 1, EventKind::Exposure);
-        }
-        let split = Split::new(&log);
+        let split = Split::alternating(14);
         let t = &split.timelines[0];
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

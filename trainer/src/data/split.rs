@@ -137,6 +137,20 @@ impl Split {
     }
 }
 
+#[cfg(test)]
+impl Split {
+    /// A one-user split for tests: user `u` clicks item `c{k}` at time `2k` and is shown
+    /// `x{k}` without a click at `2k + 1`, for `k < clicks`.
+    pub fn alternating(clicks: i64) -> Split {
+        let mut log = EventLog::default();
+        for k in 0..clicks {
+            log.push_raw("u", &format!("c{k}"), 2 * k, EventKind::Click);
+            log.push_raw("u", &format!("x{k}"), 2 * k + 1, EventKind::Exposure);
+        }
+        Split::new(&log)
+    }
+}
+
 fn add(counts: &mut PhaseCounts, events: &[Event]) {
     for e in events {
         match e.kind {

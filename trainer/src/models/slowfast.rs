@@ -294,7 +294,7 @@ impl Scorer for SlowFastScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Dataset, EventKind, EventLog};
+    use crate::data::{Dataset, EventKind};
     use crate::models::features::{Moment, Row};
     use crate::synth::{generate, SynthConfig};
 
@@ -303,12 +303,7 @@ mod tests {
     /// and no others.
     #[test]
     fn the_slow_loss_trains_the_fold_of_the_negative_memory() -> Result<()> {
-        let mut log = EventLog::default();
-        for k in 0..14 {
-            log.push_raw("u", &format!("c{k}"), 2 * k, EventKind::Click);
-            log.push_raw("u", &format!("x{k}"), 2 * k + 1, EventKind::Exposure);
-        }
-        let split = Split::new(&log);
+        let split = Split::alternating(14);
         let t = &split.timelines[0];
         let model = SlowFast::new(Variant::Mc2sf, split.num_items, ModelConfig::default(), 1)?;
         let moment = Moment {
