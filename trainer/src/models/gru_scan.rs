@@ -19,7 +19,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
-use super::cpu_ops::values;
+use super::cpu_ops::{gemm, values};
 use crate::error::Result;
 
 /// Runs the recurrence over projected inputs `gi` (B, T, 3H) with `mask` (B, T) from `h0`
@@ -145,58 +145,6 @@ fn step_row(x: &[f32], g: &[f32], s: &mut [f32], m: f32, gates: &mut [f32]) {
         let next = n + z * (s[j] - n);
         s[j] += m * (next - s[j]);
         (rs[j], zs[j], ns[j]) = (r, z, n);
-    }
-}
-
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)` on row-major slices with explicit strides
-/// (`(row, column)` strides of each operand), single-threaded: callers parallelise above.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
-        (rows.saturating_sub(1)) * rs + (cols.saturating_sub(1)) * cs
-    };
-    assert!(
-        m == 0
-            || n == 0
-            || k == 0
-            || (last(dst_rs, 1, m, n) < dst.len()
-                && last(lhs_rs, lhs_cs, m, k) < lhs.len()
-                && last(rhs_rs, rhs_cs, k, n) < rhs.len()),
-        "gemm operands out of bounds"
-    );
-    // SAFETY: the assertion above keeps every index the product touches inside the slices,
-    // and `dst` is borrowed mutably, so it aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

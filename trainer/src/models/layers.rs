@@ -4,7 +4,8 @@
 use candle_core::{DType, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
-use super::cpu_ops::{add_bias, add_rows, mul_rows, relu};
+use super::activation_unit;
+use super::cpu_ops::{add_bias, mul_rows, relu};
 use crate::error::Result;
 
 /// `x Wᵀ + b` of a linear layer on 2-D `x`: candle_nn's `Linear::forward`, with the bias
@@ -223,9 +224,7 @@ pub fn target_attention(
     if let Some(bias) = first.bias() {
         per_cand = add_bias(&per_cand, bias)?;
     }
-    let z = relu(&add_rows(&per_pos, &per_cand)?)?;
-    let z = relu(&affine(second, &z.reshape((b * l, ()))?)?)?;
-    let scores = affine(third, &z)?.reshape((b, l))?;
+    let scores = activation_unit::scores(&per_pos, &per_cand, second, third)?;
     let w = masked_softmax(&scores, &per_row(mask)?)?;
     Ok(w.unsqueeze(1)?.matmul(&hist)?.squeeze(1)?)
 }

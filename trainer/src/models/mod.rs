@@ -4,6 +4,7 @@
 //! `gru_n.{weight_ih,weight_hh,bias_ih,bias_hh}` (shared by both components), `slow.*`
 //! ([`slow::SlowNet`]) and `fast.*` ([`fast::FastNet`]).
 
+mod activation_unit;
 mod cpu_ops;
 pub mod fast;
 pub mod features;
