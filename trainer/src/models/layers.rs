@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
 use super::activation_unit;
-use super::cpu_ops::{add_bias, mul_rows, relu};
+use super::cpu_ops::{add_bias, add_rows, mul_rows, relu};
 use crate::error::Result;
 
 /// `x Wᵀ + b` of a linear layer on 2-D `x`: candle_nn's `Linear::forward`, with the bias
@@ -192,9 +192,26 @@ impl Gru {
 /// split into column blocks `[A B C D]`, `W[h, e, h − e, h ⊙ e] = (A + C) h + (B − C) e + D (h ⊙ e)`,
 /// so the candidate term is computed once per row and the history term once per moment.
 ///
-/// `hist` (M, L, d) and `mask` (M, L) are per moment; `row_moment` (B) maps each of the `e`
-/// (B, d) rows to its moment (`None`: one row per moment, M = B). Returns `r_t` (B, d).
+/// `hist` (M, L, d) and `mask` (M, L, of 0s and 1s) are per moment; `row_moment` (B) maps each
+/// of the `e` (B, d) rows to its moment (`None`: one row per moment, M = B). Returns `r_t`
+/// (B, d). On the CPU in f32 it is one fused op ([`super::activation_unit`]); elsewhere it
+/// runs as candle ops ([`target_attention_ops`]).
 pub fn target_attention(
+    att: &Mlp,
+    hist: &Tensor,
+    mask: &Tensor,
+    e: &Tensor,
+    row_moment: Option<&Tensor>,
+) -> Result<Tensor> {
+    if hist.device().is_cpu() && hist.dtype() == DType::F32 {
+        return activation_unit::attend(att, hist, mask, e, row_moment);
+    }
+    target_attention_ops(att, hist, mask, e, row_moment)
+}
+
+/// [`target_attention`] as candle ops, on any device and dtype: the reference the fused CPU
+/// kernel is tested against.
+pub fn target_attention_ops(
     att: &Mlp,
     hist: &Tensor,
     mask: &Tensor,
@@ -210,11 +227,7 @@ pub fn target_attention(
         })
     };
     let [first, second, third] = att.layers();
-    let w = first.weight();
-    let block = |k: usize| w.narrow(1, k * d, d);
-    let w_h = (block(0)? + block(2)?)?;
-    let w_e = (block(1)? - block(2)?)?;
-    let w_he = block(3)?;
+    let (w_h, w_e, w_he) = first_layer_terms(first, d)?;
     let per_moment = hist.reshape((m * l, d))?.matmul(&w_h.t()?)?;
     let hist = per_row(hist)?;
     let he = mul_rows(&hist, e)?.reshape((b * l, d))?;
@@ -224,9 +237,24 @@ pub fn target_attention(
     if let Some(bias) = first.bias() {
         per_cand = add_bias(&per_cand, bias)?;
     }
-    let scores = activation_unit::scores(&per_pos, &per_cand, second, third)?;
+    let z = relu(&add_rows(&per_pos, &per_cand)?)?;
+    let z = relu(&affine(second, &z.reshape((b * l, ()))?)?)?;
+    let scores = affine(third, &z)?.reshape((b, l))?;
     let w = masked_softmax(&scores, &per_row(mask)?)?;
     Ok(w.unsqueeze(1)?.matmul(&hist)?.squeeze(1)?)
+}
+
+/// The weights of the attention MLP's first layer on `[h, e, h − e, h ⊙ e]` regrouped by what
+/// they multiply: `(A + C, B − C, D)` for the history, the candidate and `h ⊙ e`, from its
+/// column blocks `[A B C D]` (each `h1 × d`).
+pub(super) fn first_layer_terms(first: &Linear, d: usize) -> Result<(Tensor, Tensor, Tensor)> {
+    let w = first.weight();
+    let block = |k: usize| w.narrow(1, k * d, d);
+    Ok((
+        (block(0)? + block(2)?)?,
+        (block(1)? - block(2)?)?,
+        block(3)?,
+    ))
 }
 
 /// Layer normalisation over the last axis (Ba, Kiros & Hinton 2016):
