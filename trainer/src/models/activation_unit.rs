@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
-use super::cpu_ops::{gemm, values};
+use super::cpu_ops::{backward3, gemm, values};
 use super::layers::{first_layer_terms, target_attention_ops, Mlp};
 use crate::error::Result;
 
@@ -593,14 +593,9 @@ impl CustomOp3 for Attend {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
-        let (dh, de, dw) = self.backward(&flat(hist)?, &flat(e)?, &flat(w)?, &flat(grad_res)?);
-        let device = hist.device();
-        Ok((
-            Some(Tensor::from_vec(dh, hist.shape(), device)?),
-            Some(Tensor::from_vec(de, e.shape(), device)?),
-            Some(Tensor::from_vec(dw, w.shape(), device)?),
-        ))
+        backward3([hist, e, w], grad_res, |[h, e, w], g| {
+            self.backward(h, e, w, g)
+        })
     }
 }
 

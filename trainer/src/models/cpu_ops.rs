@@ -142,6 +142,25 @@ pub(super) fn gemm(
     }
 }
 
+/// The gradients of a fused three-operand kernel: `backward` maps the flat values of the
+/// operands and of the output's gradient `grad` to the flat gradients of the operands, which
+/// come back shaped like them.
+pub(super) fn backward3(
+    operands: [&Tensor; 3],
+    grad: &Tensor,
+    backward: impl FnOnce([&[f32]; 3], &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>),
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
+    let [a, b, c] = operands;
+    let (da, db, dc) = backward([&flat(a)?, &flat(b)?, &flat(c)?], &flat(grad)?);
+    let shaped = |d: Vec<f32>, like: &Tensor| Tensor::from_vec(d, like.shape(), like.device());
+    Ok((
+        Some(shaped(da, a)?),
+        Some(shaped(db, b)?),
+        Some(shaped(dc, c)?),
+    ))
+}
+
 impl CustomOp2 for RowBroadcast {
     fn name(&self) -> &'static str {
         match self.kind {

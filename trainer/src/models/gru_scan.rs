@@ -19,7 +19,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
-use super::cpu_ops::{gemm, values};
+use super::cpu_ops::{backward3, gemm, values};
 use crate::error::Result;
 
 /// Runs the recurrence over projected inputs `gi` (B, T, 3H) with `mask` (B, T) from `h0`
@@ -338,14 +338,9 @@ impl CustomOp3 for GruScan {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
-        let (dgi, dh0, dwb) = self.backward(&flat(gi)?, &flat(h0)?, &flat(wb)?, &flat(grad_res)?);
-        let device = gi.device();
-        Ok((
-            Some(Tensor::from_vec(dgi, gi.shape(), device)?),
-            Some(Tensor::from_vec(dh0, h0.shape(), device)?),
-            Some(Tensor::from_vec(dwb, wb.shape(), device)?),
-        ))
+        backward3([gi, h0, wb], grad_res, |[gi, h0, wb], g| {
+            self.backward(gi, h0, wb, g)
+        })
     }
 }
 
