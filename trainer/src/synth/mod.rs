@@ -57,7 +57,11 @@
 //! click: the default (1,000 users × 1,000 items) is ≈ 90k clicks + 210k exposures. The explore
 //! slot shows every item ~50 times, so every item passes the 20-interaction filter. On it a
 //! popularity ranking reaches HR@10 ≈ 0.30 (random: 0.10) and the planted
-//! [`World::preference`] ≈ 0.55 (last click against 99 never-seen items).
+//! [`World::preference`] ≈ 0.55 (last click against 99 never-seen items). Under the eval
+//! protocol (last 5 clicks, 3 sampler seeds) a near-oracle, the planted preference plus the
+//! session bonus for the previous click's topic, reaches HR@10 0.799 and HR@1 0.388: most
+//! test clicks are decided by the session topic, and this is about the ceiling a learned
+//! model can reach on the default (the test `the_near_oracle_shows_the_session_signal_and_the_ceiling`).
 //! Timestamps are seconds: each user starts within 14 days after `start_ts` (2024-01-01 UTC),
 //! slates of a session are 20–120 s apart, a click comes 2–20 s after its slate (so the
 //! exposures of a slate precede its click), and users are interleaved in time: the log is

@@ -8,7 +8,12 @@ use rand::seq::index;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::world::SESSION_GAP_MIN_SECS;
 use super::*;
+use crate::data::Dataset;
+use crate::eval::metrics::{MeanStd, Metric, METRICS};
+use crate::eval::protocol::{evaluate, Query, Scorer, View};
+use crate::eval::sampler::{sample_cases, NEGATIVES};
 
 /// The default data set, generated once for all tests.
 fn default_log() -> &'static (World, EventLog) {
@@ -466,4 +471,97 @@ fn config_reads_partial_json_with_defaults() {
         serde_json::from_str::<SynthConfig>(r#"{"usres": 10}"#).is_err(),
         "unknown fields are refused"
     );
+}
+
+/// Scores with what the generator knows: the planted [`World::preference`], plus the session
+/// bonus for items of the previous click's topic when that click came less than the minimum
+/// session gap before the latest event (the target's slate), so most likely in the same
+/// session. Only the logging policy's slate and
+/// fatigue are left out, so this is close to the best any model can do on the log.
+struct NearOracle<'a> {
+    world: &'a World,
+    session: bool,
+}
+
+impl Scorer for NearOracle<'_> {
+    fn view(&self) -> View {
+        if self.session {
+            View::RealTime
+        } else {
+            View::Slow
+        }
+    }
+
+    fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
+        let bonus = self.world.config().click.session;
+        let mut scores = Vec::new();
+        for q in queries {
+            let topic = q
+                .realtime
+                .iter()
+                .rfind(|e| e.kind == EventKind::Click)
+                .filter(|e| {
+                    q.realtime
+                        .last()
+                        .is_some_and(|t| t.ts - e.ts < SESSION_GAP_MIN_SECS as i64)
+                })
+                .map(|e| self.world.item_topic(e.item));
+            scores.extend(q.candidates.iter().map(|&i| {
+                let same = topic == Some(self.world.item_topic(i));
+                self.world.preference(q.user, i) + if same { bonus } else { 0.0 }
+            }));
+        }
+        Ok(scores)
+    }
+}
+
+/// The eval protocol (last 5 clicks, 99 never-seen negatives, 3 sampler seeds) run on the
+/// near-oracle: the session topic, not the long-term taste, decides most test-phase clicks,
+/// and the ceiling it shows is what `docs/results/synthetic` compares the learned models to.
+#[test]
+fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
+    let (world, log) = default_log();
+    let data = Dataset::from_log("synthetic", log.clone())?;
+    assert_eq!(
+        (data.log.users.len(), data.log.items.len()),
+        (world.num_users(), world.num_items()),
+        "the filter keeps every user and item, so dense ids are the world's"
+    );
+    let run = |session: bool| -> Result<Vec<[f64; METRICS.len()]>> {
+        let oracle = NearOracle { world, session };
+        let per_seed = (1..=3)
+            .map(|seed| {
+                let cases = sample_cases(&data.split, seed, NEGATIVES)?;
+                Ok(evaluate(&data.split, &cases, &oracle, |_| {})?.means())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let line: Vec<String> = METRICS
+            .iter()
+            .enumerate()
+            .map(|(m, metric)| {
+                let v: Vec<f64> = per_seed.iter().map(|s| s[m]).collect();
+                let ms = MeanStd::of(&v);
+                format!("{} {:.4} ± {:.4}", metric.name(), ms.mean, ms.std)
+            })
+            .collect();
+        println!("near-oracle (session: {session}): {}", line.join(", "));
+        Ok(per_seed)
+    };
+    let long_term = run(false)?;
+    let with_session = run(true)?;
+    let hr10 = |m: &[f64; METRICS.len()]| {
+        METRICS
+            .iter()
+            .zip(m)
+            .find(|(k, _)| **k == Metric::Hr(10))
+            .map_or(0.0, |(_, v)| *v)
+    };
+    for (l, s) in long_term.iter().zip(&with_session) {
+        let (l, s) = (hr10(l), hr10(s));
+        assert!(
+            s > l + 0.15,
+            "HR@10 with the session topic {s:.3} vs long-term only {l:.3}"
+        );
+    }
+    Ok(())
 }

@@ -17,7 +17,7 @@ const DWELL_SECS: std::ops::RangeInclusive<i64> = 2..=20;
 /// Seconds from one slate (or its click) to the next slate of the session.
 const STEP_GAP_SECS: std::ops::RangeInclusive<i64> = 20..=120;
 /// Gap between sessions: this minimum plus an exponential with the mean below.
-const SESSION_GAP_MIN_SECS: f64 = 1800.0;
+pub(super) const SESSION_GAP_MIN_SECS: f64 = 1800.0;
 const SESSION_GAP_MEAN_SECS: f64 = 18.0 * 3600.0;
 /// Users start within this many seconds after `start_ts`.
 const START_SPREAD_SECS: i64 = 14 * 86_400;
