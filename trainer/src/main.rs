@@ -273,6 +273,10 @@ struct TrainingArgs {
     /// Epochs without a better validation NDCG@10 before a fit stops.
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
+    /// Validation clicks per fit (one held-out click per user, in user order), each ranked
+    /// against 99 sampled negatives for the early-stopping NDCG@10.
+    #[arg(long, default_value_t = TrainConfig::default().max_valid)]
+    max_valid: usize,
     /// Shards per mini-batch, differentiated on separate threads and summed (results depend
     /// on the shard count, not on the threads).
     #[arg(long, default_value_t = TrainConfig::default().shards)]
@@ -289,6 +293,7 @@ impl TrainingArgs {
                 negatives: self.negatives,
                 lr: self.lr,
                 patience: self.patience,
+                max_valid: self.max_valid,
                 shards: self.shards,
                 ..d.train
             },

@@ -313,3 +313,51 @@ fn train_from_db_continues_a_checkpoint_on_what_devices_uploaded() {
     let o = slowfast(&["train", "--from-db", &db, "--out", next.to_str().unwrap()]);
     assert!(!o.status.success(), "--from-db needs --checkpoint");
 }
+
+/// `--max-valid` sets the validation clicks early stopping looks at: with none, every epoch
+/// runs and no validation score is recorded; with some, each epoch has one.
+#[test]
+fn max_valid_sets_the_clicks_early_stopping_looks_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_small(dir.path());
+    let epochs_of = |max_valid: &str| {
+        let out = dir.path().join(format!("eval-{max_valid}"));
+        let o = slowfast(&[
+            "eval",
+            "--data",
+            &data,
+            "--models",
+            "FM",
+            "--seeds",
+            "1",
+            "--epochs",
+            "3",
+            "--patience",
+            "1",
+            "--lr",
+            "1e-2",
+            "--max-valid",
+            max_valid,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let curves = read_json(out.join("curves.json"));
+        let epochs = curves[0]["epochs"].as_array().unwrap().clone();
+        epochs
+            .iter()
+            .map(|e| e["valid_ndcg10"].as_f64().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let none = epochs_of("0");
+    assert_eq!(
+        none,
+        vec![0.0; 3],
+        "no validation: every epoch runs, nothing scored"
+    );
+    let some = epochs_of("50");
+    assert!(
+        !some.is_empty() && some.iter().all(|&v| v > 0.0),
+        "{some:?}"
+    );
+}
