@@ -18,8 +18,47 @@ use super::writer::Writer;
 use crate::data::{EventKind, EventLog};
 use crate::error::{Result, TrainerError};
 
-/// The migrations, embedded at build time.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations of `trainer/migrations/`, embedded at build time: `(version, description,
+/// SQL)`, in version order. The checksum sqlx records for each (SHA-384 of the SQL) is the one
+/// `sqlx::migrate!` would record for the same file, so databases it migrated keep working.
+/// Embedding them by hand instead of with that macro keeps sqlx's proc-macro crate, which
+/// compiles a second copy of sqlx's drivers and of SQLite, out of the build.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "sync store",
+    include_str!("../../migrations/0001_sync_store.sql"),
+)];
+
+/// [`MIGRATIONS`] as a source for [`sqlx::migrate::Migrator`].
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = std::result::Result<
+                        Vec<sqlx::migrate::Migration>,
+                        sqlx::error::BoxDynError,
+                    >,
+                > + Send
+                + 's,
+        >,
+    > {
+        let migrations = MIGRATIONS.iter().map(|&(version, description, sql)| {
+            sqlx::migrate::Migration::new(
+                version,
+                description.into(),
+                sqlx::migrate::MigrationType::Simple,
+                sql.into(),
+                false,
+            )
+        });
+        Box::pin(std::future::ready(Ok(migrations.collect())))
+    }
+}
 
 /// Rows per multi-row `INSERT` of events (6 parameters each, far below both databases' limits).
 const EVENT_ROWS_PER_INSERT: usize = 500;
@@ -60,10 +99,14 @@ impl Store {
             .connect(&url)
             .await
             .map_err(db_err("cannot open the database"))?;
-        MIGRATOR
-            .run(&pool)
+        let migrate =
+            |e: sqlx::migrate::MigrateError| TrainerError::Store(format!("migrations: {e}"));
+        (sqlx::migrate::Migrator::new(Embedded)
             .await
-            .map_err(|e| TrainerError::Store(format!("migrations: {e}")))?;
+            .map_err(migrate)?)
+        .run(&pool)
+        .await
+        .map_err(migrate)?;
         let writer = Writer::spawn(pool.clone());
         Ok(Store { pool, writer })
     }
@@ -472,4 +515,39 @@ async fn upsert_user_state(conn: &mut sqlx::AnyConnection, new: &[&NewUpload]) -
         .await
         .map_err(db_err("update user state"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// Every file of `trainer/migrations/` is embedded, under the version and description
+    /// `sqlx::migrate!` reads from its name (`0001_sync_store.sql`: 1, "sync store"), with its
+    /// exact text, and nothing else is.
+    #[test]
+    fn the_embedded_migrations_are_the_migrations_directory() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<(i64, String, String)> = std::fs::read_dir(&dir)
+            .expect("trainer/migrations/")
+            .map(|entry| {
+                let path = entry.expect("a directory entry").path();
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .expect("a UTF-8 name");
+                let (version, description) = stem.split_once('_').expect("VERSION_DESCRIPTION.sql");
+                let sql = std::fs::read_to_string(&path).expect("a readable migration");
+                (
+                    version.parse().expect("a numeric version"),
+                    description.replace('_', " "),
+                    sql,
+                )
+            })
+            .collect();
+        files.sort();
+        let embedded: Vec<(i64, String, String)> = (MIGRATIONS.iter())
+            .map(|&(v, d, sql)| (v, d.to_owned(), sql.to_owned()))
+            .collect();
+        assert_eq!(embedded, files);
+    }
 }
