@@ -29,24 +29,25 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../migrations/0001_sync_store.sql"),
 )];
 
+/// What [`sqlx::migrate::MigrationSource::resolve`] returns.
+type Resolved<'s> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = std::result::Result<
+                    Vec<sqlx::migrate::Migration>,
+                    sqlx::error::BoxDynError,
+                >,
+            > + Send
+            + 's,
+    >,
+>;
+
 /// [`MIGRATIONS`] as a source for [`sqlx::migrate::Migrator`].
 #[derive(Debug)]
 struct Embedded;
 
 impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
-    fn resolve(
-        self,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = std::result::Result<
-                        Vec<sqlx::migrate::Migration>,
-                        sqlx::error::BoxDynError,
-                    >,
-                > + Send
-                + 's,
-        >,
-    > {
+    fn resolve(self) -> Resolved<'s> {
         let migrations = MIGRATIONS.iter().map(|&(version, description, sql)| {
             sqlx::migrate::Migration::new(
                 version,
