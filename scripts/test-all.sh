@@ -45,7 +45,11 @@ scripts/test-kotlin.sh --install
 # tests that do not keep both cores busy, the Kotlin compiler) goes to the cross build, and at
 # nice 10 it yields a busy core to them. Run one after the other, the two took 30.5 min cold,
 # over CI's 30; side by side, all of .ci/run took 27.1 min cold on 2 cores (the host tests and
-# Kotlin done at about 24, the cross build at 26.2).
+# Kotlin done at about 24, the cross build at 26.2). Measured again on 2026-12-02 on a slower
+# machine: on adee4c2 (deadline raised to 60 min) the host build took 26:00, the cross build
+# 31:04, and the whole run passed in 32:47; on 06f61ee (sqlx without its proc macros,
+# tract-onnx without `transformers`, uniffi_bindgen at opt-level 0) the host build took 22:01
+# and the run 28:02, the cross build then still compiling uniffi's macros at the deadline.
 # It has a deadline, SLOWFAST_AARCH64_DEADLINE_S seconds after this script started (default
 # 1680, 28 min, inside CI's 30 whatever the machine): a run still going then is stopped and the
 # summary says so ("aarch64: not finished ..."), without failing the host's results; a run that
