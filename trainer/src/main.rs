@@ -274,7 +274,8 @@ struct TrainingArgs {
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
     /// Validation clicks per fit (one held-out click per user, in user order), each ranked
-    /// against 99 sampled negatives for the early-stopping NDCG@10.
+    /// against 99 sampled negatives for the early-stopping NDCG@10; the other users'
+    /// held-out clicks train.
     #[arg(long, default_value_t = TrainConfig::default().max_valid)]
     max_valid: usize,
     /// Shards per mini-batch, differentiated on separate threads and summed (results depend

@@ -241,6 +241,16 @@ pub struct Positives<'a> {
     pub valid: Vec<Positive<'a>>,
 }
 
+impl<'a> Positives<'a> {
+    /// What one fit trains and validates on: the first `max_valid` held-out clicks validate
+    /// (early stopping); the others train with every other positive, so no click before the
+    /// test phase is wasted and none that validates is ever trained on.
+    pub fn carve(&self, max_valid: usize) -> (Vec<Positive<'a>>, &[Positive<'a>]) {
+        let (held, spare) = self.valid.split_at(max_valid.min(self.valid.len()));
+        (self.train.iter().chain(spare).copied().collect(), held)
+    }
+}
+
 /// Training positives of `phase` and one validation positive per user (the phase's last
 /// click, held out from training for early stopping: never a test-phase event).
 pub fn positives(split: &Split, phase: Phase) -> Positives<'_> {
@@ -337,6 +347,45 @@ mod tests {
                 "priors come from the slow phase"
             );
             assert!(p.moment.realtime.len() < t.test_start);
+        }
+    }
+
+    #[test]
+    fn a_fit_trains_on_the_held_out_clicks_validation_does_not_use_and_never_on_the_test_phase() {
+        let mut log = EventLog::default();
+        for user in ["a", "b", "c"] {
+            for k in 0..14 {
+                log.push_raw(user, &format!("{user}{k}"), k, EventKind::Click);
+            }
+        }
+        let s = Split::new(&log);
+        for phase in [Phase::Slow, Phase::Fast, Phase::SlowRealTime] {
+            let data = positives(&s, phase);
+            assert_eq!(data.valid.len(), 3);
+            let (train, valid) = data.carve(1);
+            let items = |ps: &[Positive<'_>]| ps.iter().map(|p| p.item).collect::<Vec<_>>();
+            assert_eq!(items(valid), [data.valid[0].item], "{phase:?}");
+            let trained = items(&train);
+            assert!(!trained.contains(&data.valid[0].item), "{phase:?}");
+            for held in &data.valid[1..] {
+                assert!(
+                    trained.contains(&held.item),
+                    "{phase:?}: unused click left out"
+                );
+            }
+            assert_eq!(train.len(), data.train.len() + 2);
+            for p in &train {
+                let t = (s.timelines.iter().find(|t| t.user == p.moment.user)).unwrap();
+                assert!(
+                    p.moment.at() < t.test_start,
+                    "{phase:?}: a test-phase click"
+                );
+                assert_eq!(t.events[p.moment.at()].item, p.item);
+            }
+            let (all, none) = data.carve(0);
+            assert_eq!((all.len(), none.len()), (data.train.len() + 3, 0));
+            let (only, every) = data.carve(10);
+            assert_eq!((only.len(), every.len()), (data.train.len(), 3));
         }
     }
 

@@ -38,7 +38,8 @@ pub struct TrainConfig {
     pub max_epochs: usize,
     /// Epochs without a better validation NDCG@10 before stopping.
     pub patience: usize,
-    /// Validation positives used (each ranked against 99 sampled negatives).
+    /// Validation positives used (each ranked against 99 sampled negatives): the first
+    /// `max_valid` held-out clicks; the rest are trained on like any other click.
     pub max_valid: usize,
     pub seed: u64,
     /// Shards per mini-batch (see the module doc); 1 differentiates the batch at once.
@@ -160,8 +161,9 @@ pub fn fit(
         },
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let units = Units::new(net, &data.train);
-    let valid = ValidSet::new(&data.valid, num_items, cfg.max_valid, cfg.seed);
+    let (train, held) = data.carve(cfg.max_valid);
+    let units = Units::new(net, &train);
+    let valid = ValidSet::new(held, num_items, cfg.seed);
     let per_batch = (cfg.batch / (1 + cfg.negatives)).max(1);
     let mut order: Vec<usize> = (0..units.len()).collect();
     let targets: usize = order.iter().map(|&u| units.targets(u)).sum();
@@ -486,11 +488,10 @@ struct ValidSet<'a> {
 }
 
 impl<'a> ValidSet<'a> {
-    fn new(valid: &[Positive<'a>], num_items: usize, max: usize, seed: u64) -> Self {
+    fn new(valid: &[Positive<'a>], num_items: usize, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
         let cases = valid
             .iter()
-            .take(max)
             .filter_map(|p| {
                 let seen: HashSet<u32> = p
                     .moment
