@@ -23,6 +23,9 @@ pub struct Protocol {
     pub ties: String,
     pub slow_view: String,
     pub fast_view: String,
+    /// How fits stop early (empty in results written before it was recorded).
+    #[serde(default)]
+    pub validation: String,
     pub spread: String,
     pub users: usize,
     pub items: usize,
@@ -113,8 +116,12 @@ impl Results {
             ("ties", self.protocol.ties.clone()),
             ("slow models see", self.protocol.slow_view.clone()),
             ("fast models see", self.protocol.fast_view.clone()),
+            ("validation", self.protocol.validation.clone()),
             ("spread", self.protocol.spread.clone()),
         ] {
+            if v.is_empty() {
+                continue;
+            }
             let _ = writeln!(md, "- **{k}**: {v}");
         }
         md
@@ -166,6 +173,7 @@ mod tests {
                 ties: "pessimistic".into(),
                 slow_view: "slow".into(),
                 fast_view: "fast".into(),
+                validation: "v".into(),
                 spread: "sample std".into(),
                 users: 3,
                 items: 4,

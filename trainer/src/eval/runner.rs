@@ -107,7 +107,7 @@ pub fn run_with_curves(
     }
     let results = Results {
         dataset: data.name.clone(),
-        protocol: protocol(data, cases_per_seed),
+        protocol: protocol(data, cases_per_seed, config.train.max_valid),
         seeds: seeds.to_vec(),
         models: per_model
             .into_iter()
@@ -166,7 +166,7 @@ fn run_seed(
 }
 
 /// The protocol description written with the results.
-fn protocol(data: &Dataset, cases_per_seed: usize) -> Protocol {
+fn protocol(data: &Dataset, cases_per_seed: usize, max_valid: usize) -> Protocol {
     Protocol {
         min_interactions: filter::MIN_INTERACTIONS,
         split: "per user by time (stable on ties): last 5 clicks = test, clicks l-9..l-5 = fast \
@@ -179,6 +179,11 @@ fn protocol(data: &Dataset, cases_per_seed: usize) -> Protocol {
         ties: "pessimistic: negatives scoring >= the positive rank above it".into(),
         slow_view: "the slow-training phase only".into(),
         fast_view: "every event before the target (real time)".into(),
+        validation: format!(
+            "early stopping on NDCG@10 of the first {max_valid} users' last click of the \
+             phase a fit trains on (held out of training, against 99 items unseen before \
+             it); the other users' last clicks train"
+        ),
         spread: "sample standard deviation (n-1) of per-seed means".into(),
         users: data.split.timelines.len(),
         items: data.split.num_items,
