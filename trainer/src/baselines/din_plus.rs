@@ -20,6 +20,7 @@ use super::ZooConfig;
 use crate::data::split::Split;
 use crate::error::Result;
 use crate::models::features::{positives, Batch, Needs, Phase};
+use crate::models::grad_mode::inference;
 use crate::models::slowfast::SlowFast;
 use crate::models::Net;
 
@@ -37,10 +38,7 @@ impl Net for DinPlus {
     }
 
     fn logits(&self, batch: &Batch) -> Result<Tensor> {
-        let slow = self
-            .din
-            .slow
-            .forward(&self.din.shared, batch)?
+        let slow = inference(|| self.din.slow.forward(&self.din.shared, batch))?
             .logits
             .detach();
         Ok((self.fast.logits(batch)? + self.fusion.forward(&slow)?)?)

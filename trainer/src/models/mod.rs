@@ -8,6 +8,7 @@ mod activation_unit;
 mod cpu_ops;
 pub mod fast;
 pub mod features;
+pub mod grad_mode;
 mod gru_scan;
 pub mod layers;
 pub mod optim;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fast::FastNet;
 use super::features::{positives, Batch, Needs, Phase};
+use super::grad_mode::inference;
 use super::slow::SlowNet;
 use super::train::{fit, score_queries, EpochLog, TrainConfig};
 use super::{device, named_vars, seed_init, ModelConfig, Net, Shared};
@@ -232,7 +233,7 @@ impl SlowFast {
 
     /// The slow component's priors `(r_t, r_n)` for each row, detached (eq. 1 and 5).
     pub fn priors(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
-        let out = self.slow.forward(&self.shared, batch)?;
+        let out = inference(|| self.slow.forward(&self.shared, batch))?;
         Ok((out.r_t.detach(), out.r_n.detach()))
     }
 }

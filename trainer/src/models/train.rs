@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::features::{sample_negatives, Batch, Moment, Padded, Positive, Positives, Row, Windows};
+use super::grad_mode::training_step;
 use super::layers::bce_with_logits;
 use super::optim::{Adam, AdamConfig};
 use super::{Net, SequenceNet};
@@ -190,10 +191,12 @@ pub fn fit(
                 .collect();
             let rows: usize = shards.iter().map(Shard::rows).sum();
             let parts = par_map(&shards, |s| {
-                let loss = s.loss(net, windows, &device)?;
-                // Weighted by its share of the rows: the shards' sum is the batch mean.
-                let loss = (loss * (s.rows() as f64 / rows as f64))?;
-                Ok((loss.to_scalar::<f32>()?, loss.backward()?))
+                training_step(|| {
+                    let loss = s.loss(net, windows, &device)?;
+                    // Weighted by its share of the rows: the shards' sum is the batch mean.
+                    let loss = (loss * (s.rows() as f64 / rows as f64))?;
+                    Ok((loss.to_scalar::<f32>()?, loss.backward()?))
+                })
             })?;
             let mut parts = parts.into_iter();
             let Some((loss, mut grads)) = parts.next() else {
