@@ -395,6 +395,8 @@ impl DemoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     single_threaded_ops();
+    // Before any thread exists, so that every thread inherits it.
+    slowfast_trainer::models::denormals::flush_to_zero();
     // A long-running server gives memory back; everything else here trains or runs briefly.
     if !matches!(cli.command, Command::Serve(_)) {
         keep_freed_memory();

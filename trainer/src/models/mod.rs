@@ -6,6 +6,7 @@
 
 mod activation_unit;
 mod cpu_ops;
+pub mod denormals;
 pub mod fast;
 pub mod features;
 pub mod grad_mode;
