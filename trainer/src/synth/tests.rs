@@ -477,10 +477,13 @@ fn config_reads_partial_json_with_defaults() {
 /// bonus for items of the previous click's topic when that click came less than the minimum
 /// session gap before the latest event (the target's slate), so most likely in the same
 /// session. Only the logging policy's slate and
-/// fatigue are left out, so this is close to the best any model can do on the log.
+/// fatigue are left out, so this is close to the best any model can do on the log. With
+/// `dislikes` off it scores as if it did not know the hidden disliked topics: the bound on what
+/// the negative memory (F2S) can add.
 struct NearOracle<'a> {
     world: &'a World,
     session: bool,
+    dislikes: bool,
 }
 
 impl Scorer for NearOracle<'_> {
@@ -493,7 +496,7 @@ impl Scorer for NearOracle<'_> {
     }
 
     fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
-        let bonus = self.world.config().click.session;
+        let click = &self.world.config().click;
         let mut scores = Vec::new();
         for q in queries {
             let topic = q
@@ -507,8 +510,18 @@ impl Scorer for NearOracle<'_> {
                 })
                 .map(|e| self.world.item_topic(e.item));
             scores.extend(q.candidates.iter().map(|&i| {
-                let same = topic == Some(self.world.item_topic(i));
-                self.world.preference(q.user, i) + if same { bonus } else { 0.0 }
+                let item_topic = self.world.item_topic(i);
+                let session = if topic == Some(item_topic) {
+                    click.session
+                } else {
+                    0.0
+                };
+                let unknown_dislike = if !self.dislikes && self.world.dislikes(q.user, item_topic) {
+                    click.dislike
+                } else {
+                    0.0
+                };
+                self.world.preference(q.user, i) + session + unknown_dislike
             }));
         }
         Ok(scores)
@@ -527,8 +540,12 @@ fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
         (world.num_users(), world.num_items()),
         "the filter keeps every user and item, so dense ids are the world's"
     );
-    let run = |session: bool| -> Result<Vec<[f64; METRICS.len()]>> {
-        let oracle = NearOracle { world, session };
+    let run = |session: bool, dislikes: bool| -> Result<Vec<[f64; METRICS.len()]>> {
+        let oracle = NearOracle {
+            world,
+            session,
+            dislikes,
+        };
         let per_seed = (1..=3)
             .map(|seed| {
                 let cases = sample_cases(&data.split, seed, NEGATIVES)?;
@@ -544,11 +561,16 @@ fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
                 format!("{} {:.4} ± {:.4}", metric.name(), ms.mean, ms.std)
             })
             .collect();
-        println!("near-oracle (session: {session}): {}", line.join(", "));
+        println!(
+            "near-oracle (session: {session}, dislikes: {dislikes}): {}",
+            line.join(", ")
+        );
         Ok(per_seed)
     };
-    let long_term = run(false)?;
-    let with_session = run(true)?;
+    let long_term = run(false, true)?;
+    let long_term_blind = run(false, false)?;
+    let with_session = run(true, true)?;
+    let with_session_blind = run(true, false)?;
     let hr10 = |m: &[f64; METRICS.len()]| {
         METRICS
             .iter()
@@ -562,6 +584,17 @@ fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
             s > l + 0.15,
             "HR@10 with the session topic {s:.3} vs long-term only {l:.3}"
         );
+    }
+    // The hidden dislikes only push never-clicked topics further down: knowing them cannot
+    // cost HR@10, with or without the session topic.
+    for (known, blind) in [
+        (&long_term, &long_term_blind),
+        (&with_session, &with_session_blind),
+    ] {
+        for (k, b) in known.iter().zip(blind) {
+            let (k, b) = (hr10(k), hr10(b));
+            assert!(k >= b, "HR@10 knowing the dislikes {k:.4} vs not {b:.4}");
+        }
     }
     Ok(())
 }
