@@ -2,6 +2,10 @@
 //! (≤ 1e-5) for batch sizes 1 and 100 and empty/partial/full windows, refusals of tampered
 //! bundles, and checkpoints that round-trip and resume.
 
+/// Shared with the other test files; this one uses only the data sets.
+#[allow(dead_code)]
+mod planted;
+
 use std::path::Path;
 
 use prost::Message;
@@ -19,7 +23,6 @@ use slowfast_trainer::models::features::Windows;
 use slowfast_trainer::models::slowfast::{SlowFast, Variant};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::models::ModelConfig;
-use slowfast_trainer::synth::{generate, SynthConfig};
 use slowfast_trainer::TrainerError;
 
 /// d = 32 and windows 50/50 as on the device; a short slow history keeps the test quick.
@@ -297,17 +300,6 @@ fn a_nan_weight_is_refused_even_when_re_hashed() {
     );
 }
 
-fn small_data() -> Dataset {
-    let cfg = SynthConfig {
-        users: 80,
-        items: 400,
-        min_clicks_per_user: 30,
-        max_clicks_per_user: 40,
-        ..SynthConfig::default()
-    };
-    Dataset::from_log("synthetic-small", generate(&cfg).unwrap()).unwrap()
-}
-
 fn checkpoint_config(data: &Dataset, rounds: usize) -> CheckpointConfig {
     CheckpointConfig {
         format_version: slowfast_trainer::checkpoint::FORMAT_VERSION,
@@ -339,7 +331,7 @@ fn checkpoint_config(data: &Dataset, rounds: usize) -> CheckpointConfig {
 
 #[test]
 fn a_checkpoint_round_trips_resumes_and_exports_with_parity() {
-    let data = small_data();
+    let data = planted::synthetic(80, 400, 30..=40);
     let (straight, resumed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = Checkpoint::init(checkpoint_config(&data, 2)).unwrap();
     let init = model_version(&a.model).unwrap();

@@ -1,27 +1,14 @@
 //! The learned models against the evaluation protocol on small synthetic data: they learn
 //! something real, and nothing of the test phase reaches their training.
 
+mod planted;
+
+use planted::{assert_beat_random, small, synthetic};
 use slowfast_trainer::baselines::{Zoo, ZooConfig};
 use slowfast_trainer::data::{Dataset, EventKind};
-use slowfast_trainer::eval::protocol::{evaluate, query, Scorer};
+use slowfast_trainer::eval::protocol::{query, Scorer};
 use slowfast_trainer::eval::sampler::{sample_cases, Case, NEGATIVES};
 use slowfast_trainer::models::train::TrainConfig;
-use slowfast_trainer::synth::{generate, SynthConfig};
-
-fn small() -> Dataset {
-    synthetic(120, 400)
-}
-
-fn synthetic(users: usize, items: usize) -> Dataset {
-    let cfg = SynthConfig {
-        users,
-        items,
-        min_clicks_per_user: 40,
-        max_clicks_per_user: 60,
-        ..SynthConfig::default()
-    };
-    Dataset::from_log("synthetic-small", generate(&cfg).unwrap()).unwrap()
-}
 
 /// `model`'s scores of the first 40 cases' candidates, through its view of the data.
 fn scores_of(data: &Dataset, cases: &[Case], model: &dyn Scorer) -> Vec<f32> {
@@ -48,22 +35,11 @@ fn quick() -> ZooConfig {
 #[test]
 fn a_few_epochs_on_planted_data_beat_random() {
     let data = small();
-    let cases = sample_cases(&data.split, 1, NEGATIVES).unwrap();
-    let mut zoo = Zoo::new(&data.split, 1, quick());
-    let hr10 = |zoo: &mut Zoo<'_>, name: &str| {
-        let model = zoo.scorer(name).unwrap();
-        evaluate(&data.split, &cases, model.as_ref(), |_| {})
-            .unwrap()
-            .means()[2]
-    };
-    let random = hr10(&mut zoo, "Random");
-    for name in ["DIN", "MC2-SF"] {
-        let learned = hr10(&mut zoo, name);
-        assert!(
-            learned > random + 0.05,
-            "{name} HR@10 {learned} vs Random {random}"
-        );
-    }
+    assert_beat_random(
+        &data,
+        &mut Zoo::new(&data.split, 1, quick()),
+        &["DIN", "MC2-SF"],
+    );
 }
 
 /// Training on two data sets that differ only in their test phase must give identical models:
@@ -117,7 +93,7 @@ fn the_thread_count_never_changes_a_trained_model() {
 /// come out exactly as when trained alone, whichever of the two trains first.
 #[test]
 fn mc2sf_and_mc2sf_plus_sharing_slow_round_one_train_as_if_alone() {
-    let data = synthetic(80, 300);
+    let data = synthetic(80, 300, 40..=60);
     let cases = sample_cases(&data.split, 1, NEGATIVES).unwrap();
     let config = ZooConfig {
         rounds: 2,
