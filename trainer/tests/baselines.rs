@@ -4,12 +4,14 @@
 mod planted;
 
 use planted::{assert_beat_random, small};
+use slowfast_trainer::baselines::din_plus::{self, Start};
 use slowfast_trainer::baselines::{Arch, Learned, Zoo, ZooConfig};
 use slowfast_trainer::data::split::Split;
 use slowfast_trainer::eval::protocol::{query, Scorer, View};
 use slowfast_trainer::eval::sampler::{sample_cases, NEGATIVES};
 use slowfast_trainer::models::features::{Batch, Moment, Row, Windows};
 use slowfast_trainer::models::layers::bce_with_logits;
+use slowfast_trainer::models::slowfast::{SlowFast, Variant};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::models::{named_vars, ModelConfig};
 
@@ -149,4 +151,70 @@ fn every_parameter_of_every_baseline_gets_a_gradient() {
             );
         }
     }
+}
+
+/// The vanilla combinations on equal data with MC²-SF's fast component: `X` does not start
+/// from the stand-alone `X` (which is never trained for them), and with `DIN e_i` every item
+/// table of `X` starts as DIN's embeddings.
+#[test]
+fn equal_data_combinations_start_x_as_named() {
+    let data = small();
+    let config = ZooConfig {
+        train: TrainConfig {
+            max_epochs: 0,
+            ..quick().train
+        },
+        ..quick()
+    };
+    let din = std::sync::Arc::new(
+        SlowFast::new(Variant::Din, data.split.num_items, config.model, 3).unwrap(),
+    );
+    let e = din.shared.item_emb.clone();
+    let item_tables = |x: &Learned| -> Vec<(String, f32)> {
+        named_vars(&x.varmap, &["gru4rec."])
+            .into_iter()
+            .filter(|(n, _)| n.ends_with("item_emb") || n.ends_with("out_emb"))
+            .map(|(n, v)| {
+                let diff = (v.as_tensor() - &e).unwrap().abs().unwrap();
+                (n, diff.max_all().unwrap().to_scalar::<f32>().unwrap())
+            })
+            .collect()
+    };
+    let started = |start| {
+        din_plus::train(
+            &data.split,
+            din.clone(),
+            Arch::Gru4Rec,
+            start,
+            None,
+            &config,
+            3,
+        )
+    };
+    let with_e = item_tables(&started(Start::FastPhaseDinEmbeddings).unwrap());
+    assert_eq!(
+        with_e.len(),
+        2,
+        "GRU4Rec's input and output item tables: {with_e:?}"
+    );
+    assert!(with_e.iter().all(|(_, d)| *d == 0.0), "{with_e:?}");
+    let fresh = item_tables(&started(Start::FastPhase).unwrap());
+    assert!(fresh.iter().all(|(_, d)| *d > 0.0), "{fresh:?}");
+    let Err(err) = started(Start::Trained) else {
+        panic!("DIN+GRU4Rec without its trained GRU4Rec")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("needs the trained stand-alone GRU4Rec"),
+        "{err}"
+    );
+
+    // Through the zoo: the fast-phase combination trains DIN and itself, never GRU4Rec alone.
+    let mut zoo = Zoo::new(&data.split, 1, config);
+    zoo.scorer("DIN+GRU4Rec (fast phase)").unwrap();
+    let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["DIN", "DIN+GRU4Rec (fast phase)"]);
+    zoo.scorer("DIN+GRU4Rec").unwrap();
+    let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[2..], ["GRU4Rec", "DIN+GRU4Rec"]);
 }

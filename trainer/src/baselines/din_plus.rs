@@ -9,6 +9,13 @@
 //! its trained stand-alone weights and is tuned with the feature on the fast-training phase,
 //! where, as at test time, DIN's scores come from a slow phase it has seen in full and the
 //! targets are clicks it was not trained on. DIN's parameters stay fixed.
+//!
+//! Where `X` starts ([`Start`]) is what the paper leaves open. The table's rows start it from
+//! the stand-alone `X`, which has learned from every training click of both phases: the
+//! strongest combination. Two more starts make the comparison with MC²-SF's fast component,
+//! which learns from the fast phase only, one on equal data (`--models` names them, `all`
+//! leaves them out): `X` from its seeded initialisation, and the same with `X`'s item
+//! embeddings starting as DIN's `e_i`, the embeddings MC²-SF's fast component reads.
 
 use std::sync::Arc;
 
@@ -18,7 +25,7 @@ use candle_nn::{linear, Linear, VarBuilder};
 use super::learned::{Arch, Learned};
 use super::ZooConfig;
 use crate::data::split::Split;
-use crate::error::Result;
+use crate::error::{Result, TrainerError};
 use crate::models::features::{positives, Batch, Needs, Phase};
 use crate::models::grad_mode::inference;
 use crate::models::slowfast::SlowFast;
@@ -45,34 +52,98 @@ impl Net for DinPlus {
     }
 }
 
-/// `DIN+X`: `fast` (a trained `X`) tuned with DIN's scores as a feature.
+/// Where `X` starts before it is tuned with DIN's scores on the fast phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// From the stand-alone `X`, trained on every training click: the table's `DIN+X`.
+    Trained,
+    /// From `X`'s seeded initialisation: `X` learns from the fast phase only, the clicks
+    /// MC²-SF's fast component learns from (`DIN+X (fast phase)`).
+    FastPhase,
+    /// As [`Start::FastPhase`], with every item-embedding table of `X` (`*item_emb`, and
+    /// GRU4Rec's output vectors `out_emb`) starting as DIN's trained `e_i`
+    /// (`DIN+X (fast phase with DIN e_i)`).
+    FastPhaseDinEmbeddings,
+}
+
+impl Start {
+    pub const ALL: [Start; 3] = [
+        Start::Trained,
+        Start::FastPhase,
+        Start::FastPhaseDinEmbeddings,
+    ];
+
+    /// The results.json name of `DIN+X` started this way.
+    pub fn name(self, arch: Arch) -> String {
+        let suffix = match self {
+            Start::Trained => "",
+            Start::FastPhase => " (fast phase)",
+            Start::FastPhaseDinEmbeddings => " (fast phase with DIN e_i)",
+        };
+        format!("DIN+{}{suffix}", arch.name())
+    }
+}
+
+/// The fast models a vanilla combination takes (paper §5.1.3).
+pub const FAST_ARCHS: [Arch; 3] = [Arch::Fm, Arch::NeuMf, Arch::Gru4Rec];
+
+/// The combination called `name` (ASCII case ignored): its `X` and how `X` starts.
+pub fn parse(name: &str) -> Option<(Arch, Start)> {
+    FAST_ARCHS
+        .into_iter()
+        .flat_map(|arch| Start::ALL.map(|start| (arch, start)))
+        .find(|(arch, start)| start.name(*arch).eq_ignore_ascii_case(name))
+}
+
+/// `DIN+X`: `X` started as `start` says (`trained` is the stand-alone `X`, needed for
+/// [`Start::Trained`] only), then tuned with DIN's scores as a feature on the fast phase.
 pub fn train(
     split: &Split,
     din: Arc<SlowFast>,
-    fast: &Learned,
     arch: Arch,
+    start: Start,
+    trained: Option<&Learned>,
     config: &ZooConfig,
     seed: u64,
 ) -> Result<Learned> {
+    let din_emb = din.shared.item_emb.clone();
     let build = |vb: VarBuilder, sizes| -> Result<Box<dyn Net + Send + Sync>> {
         let fast = arch.build(vb.clone(), sizes)?;
         let fusion = linear(1, 1, vb.pp("fusion"))?;
         Ok(Box::new(DinPlus { din, fast, fusion }))
     };
     let mut model = Learned::init(split, config, seed, arch.view(), build)?;
-    copy_vars(fast, &model)?;
-    // Start from `X` alone plus the slow score at weight 1.
+    match (start, trained) {
+        (Start::Trained, Some(trained)) => copy_vars(trained, &model)?,
+        (Start::Trained, None) => {
+            return Err(TrainerError::InvalidArgument(format!(
+                "{} needs the trained stand-alone {}",
+                start.name(arch),
+                arch.name()
+            )))
+        }
+        (Start::FastPhase, _) => {}
+        (Start::FastPhaseDinEmbeddings, _) => {
+            for (name, var) in crate::models::named_vars(&model.varmap, &[]) {
+                if (name.ends_with("item_emb") || name.ends_with("out_emb"))
+                    && var.dims() == din_emb.dims()
+                {
+                    var.set(&din_emb)?;
+                }
+            }
+        }
+    }
+    // The slow score enters at weight 1.
     for (name, var) in crate::models::named_vars(&model.varmap, &["fusion."]) {
         let value = if name.ends_with("weight") { 1.0 } else { 0.0 };
         var.set(&var.as_tensor().ones_like()?.affine(value, 0.0)?)?;
     }
-    let label = format!("DIN+{}", arch.name());
     model.fit(
         split,
         &positives(split, Phase::Fast),
         &config.train,
         seed,
-        &label,
+        &start.name(arch),
     )?;
     Ok(model)
 }

@@ -50,8 +50,25 @@ pub const ALL_MODELS: [&str; 14] = [
     "MC2-SF+",
 ];
 
-/// The models implemented so far (all of them).
-pub const AVAILABLE: [&str; 14] = ALL_MODELS;
+/// The vanilla combinations on equal data with MC²-SF's fast component (`DIN+X (fast phase)`,
+/// `DIN+X (fast phase with DIN e_i)`, see [`din_plus::Start`]): `--models` names them, `all`
+/// leaves them out, as the paper has no such rows.
+pub fn equal_data_models() -> Vec<String> {
+    (din_plus::FAST_ARCHS.into_iter())
+        .flat_map(|arch| {
+            (din_plus::Start::ALL.into_iter())
+                .filter(|s| *s != din_plus::Start::Trained)
+                .map(move |s| s.name(arch))
+        })
+        .collect()
+}
+
+/// Every name `--models` accepts besides `all`.
+fn known_models() -> String {
+    let mut known: Vec<String> = ALL_MODELS.iter().map(|m| m.to_string()).collect();
+    known.extend(equal_data_models());
+    known.join(", ")
+}
 
 /// How the learned models are trained.
 #[derive(Clone, Copy, Debug)]
@@ -123,17 +140,13 @@ impl<'a> Zoo<'a> {
             "GRU4Rec" => Ok(Box::new(self.learned(Arch::Gru4Rec)?)),
             "Caser" => Ok(Box::new(self.learned(Arch::Caser)?)),
             "SASRec" => Ok(Box::new(self.learned(Arch::SasRec)?)),
-            "DIN+FM" => self.din_plus(Arch::Fm),
-            "DIN+NeuMF" => self.din_plus(Arch::NeuMf),
-            "DIN+GRU4Rec" => self.din_plus(Arch::Gru4Rec),
-            other if ALL_MODELS.contains(&other) => Err(TrainerError::InvalidArgument(format!(
-                "model {other:?} is not implemented yet; available: {}",
-                AVAILABLE.join(", ")
-            ))),
-            other => Err(TrainerError::InvalidArgument(format!(
-                "unknown model {other:?}; known: {}",
-                ALL_MODELS.join(", ")
-            ))),
+            other => match din_plus::parse(other) {
+                Some((arch, start)) => self.din_plus(arch, start),
+                None => Err(TrainerError::InvalidArgument(format!(
+                    "unknown model {other:?}; known: {}",
+                    known_models()
+                ))),
+            },
         }
     }
 
@@ -191,29 +204,43 @@ impl Zoo<'_> {
         Ok(model)
     }
 
-    /// `DIN+X` (paper §5.1.3): the trained `X` tuned with DIN's scores as a feature.
-    fn din_plus(&mut self, arch: Arch) -> Result<Box<dyn Scorer>> {
+    /// `DIN+X` (paper §5.1.3): `X`, started as `start` says, tuned with DIN's scores as a
+    /// feature.
+    fn din_plus(&mut self, arch: Arch, start: din_plus::Start) -> Result<Box<dyn Scorer>> {
         let din = self.slowfast(Variant::Din)?;
-        let fast = self.learned(arch)?;
-        let model = din_plus::train(self.split, din, &fast, arch, &self.config, self.seed)?;
-        self.logs
-            .push((format!("DIN+{}", arch.name()), model.log.clone()));
+        let trained = match start {
+            din_plus::Start::Trained => Some(self.learned(arch)?),
+            _ => None,
+        };
+        let model = din_plus::train(
+            self.split,
+            din,
+            arch,
+            start,
+            trained.as_deref(),
+            &self.config,
+            self.seed,
+        )?;
+        self.logs.push((start.name(arch), model.log.clone()));
         Ok(Box::new(model))
     }
 }
 
-/// Expands a comma-separated model list; `all` means every available model.
+/// Expands a comma-separated model list; `all` means every model of the paper's tables
+/// ([`ALL_MODELS`]). Names are matched ignoring ASCII case.
 pub fn parse_list(list: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if name.eq_ignore_ascii_case("all") {
-            names.extend(AVAILABLE.iter().map(|n| n.to_string()));
+            names.extend(ALL_MODELS.iter().map(|n| n.to_string()));
         } else if let Some(known) = ALL_MODELS.iter().find(|m| m.eq_ignore_ascii_case(name)) {
             names.push(known.to_string());
+        } else if let Some((arch, start)) = din_plus::parse(name) {
+            names.push(start.name(arch));
         } else {
             return Err(TrainerError::InvalidArgument(format!(
                 "unknown model {name:?}; known: {}",
-                ALL_MODELS.join(", ")
+                known_models()
             )));
         }
     }
@@ -231,7 +258,31 @@ mod tests {
     #[test]
     fn model_list_parsing() {
         assert_eq!(parse_list("pop, Random").unwrap(), ["Pop", "Random"]);
-        assert_eq!(parse_list("all").unwrap(), AVAILABLE);
+        assert_eq!(parse_list("all").unwrap(), ALL_MODELS);
+        assert_eq!(
+            parse_list("din+gru4rec (FAST PHASE), DIN+FM (fast phase with DIN e_i)").unwrap(),
+            [
+                "DIN+GRU4Rec (fast phase)",
+                "DIN+FM (fast phase with DIN e_i)"
+            ]
+        );
+        let all = parse_list("all").unwrap();
+        for extra in equal_data_models() {
+            assert!(!all.contains(&extra), "`all` leaves out {extra}");
+            assert_eq!(parse_list(&extra).unwrap(), [extra.clone()]);
+        }
+        assert_eq!(equal_data_models().len(), 6);
+        for name in ALL_MODELS
+            .map(String::from)
+            .into_iter()
+            .chain(equal_data_models())
+        {
+            assert!(!name.contains(','), "{name}: lists are comma-separated");
+        }
+        let err = parse_list("DIN+GRU4Rec (slow phase)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DIN+NeuMF (fast phase with DIN e_i)"), "{err}");
         assert!(parse_list("Popp")
             .unwrap_err()
             .to_string()
