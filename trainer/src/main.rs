@@ -505,7 +505,10 @@ fn stats_cmd(input: &Input, json: bool) -> Result<()> {
 fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let data = a.input.load()?;
     let models = baselines::parse_list(&a.models)?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // As a shell takes it back: `--models "DIN+GRU4Rec (fast phase)"` keeps its quotes.
+    let args: Vec<String> = std::env::args().collect();
+    let command =
+        shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "));
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });

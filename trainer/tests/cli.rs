@@ -74,7 +74,7 @@ fn synth_stats_eval_round_trip() {
         5 * users
     );
 
-    let out = dir.path().join("eval");
+    let out = dir.path().join("eval out");
     let o = eval_random_pop(&data, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results = read_json(out.join("results.json"));
@@ -88,9 +88,16 @@ fn synth_stats_eval_round_trip() {
             );
         }
     }
-    assert!(std::fs::read_to_string(out.join("results.md"))
-        .unwrap()
-        .contains("| Metric | Random | Pop |"));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| Metric | Random | Pop |"));
+    // The command it was made by reads back into the same arguments, spaces and all.
+    let line = (md.lines())
+        .skip_while(|l| !l.starts_with("```"))
+        .nth(1)
+        .unwrap();
+    let words = shlex::split(line).unwrap();
+    assert_eq!(words[1..3], ["eval", "--data"], "{line}");
+    assert!(words.contains(&out.to_str().unwrap().to_owned()), "{line}");
     assert!(std::fs::read_to_string(out.join("results.svg"))
         .unwrap()
         .starts_with("<svg"));
