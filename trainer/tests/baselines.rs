@@ -5,11 +5,14 @@ mod planted;
 
 use planted::{assert_beat_random, small};
 use slowfast_trainer::baselines::din_plus::{self, Start};
+use slowfast_trainer::baselines::learned::realtime_positives;
 use slowfast_trainer::baselines::{Arch, Learned, Zoo, ZooConfig};
 use slowfast_trainer::data::split::Split;
 use slowfast_trainer::eval::protocol::{query, Scorer, View};
 use slowfast_trainer::eval::sampler::{sample_cases, NEGATIVES};
-use slowfast_trainer::models::features::{Batch, Moment, Row, Windows};
+use slowfast_trainer::models::features::{
+    positives, Batch, Moment, Phase, Positives, Row, Windows,
+};
 use slowfast_trainer::models::layers::bce_with_logits;
 use slowfast_trainer::models::slowfast::{SlowFast, Variant};
 use slowfast_trainer::models::train::TrainConfig;
@@ -217,4 +220,46 @@ fn equal_data_combinations_start_x_as_named() {
     zoo.scorer("DIN+GRU4Rec").unwrap();
     let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names[2..], ["GRU4Rec", "DIN+GRU4Rec"]);
+}
+
+/// `X (fast phase)` learns from the fast phase's clicks only, the ones MC²-SF's fast component
+/// learns from: each epoch trains on exactly those positives (and their negatives), where the
+/// table's `X` trains on every click of both phases; through the zoo it trains itself and
+/// nothing else. A slow-side baseline has no such row.
+#[test]
+fn fast_phase_baselines_train_on_the_fast_phase_only() {
+    let data = small();
+    let config = ZooConfig {
+        train: TrainConfig {
+            max_epochs: 1,
+            ..quick().train
+        },
+        ..quick()
+    };
+    let per_epoch = |model: &Learned| -> f64 {
+        let (_, curve) = &model.log.fits[0];
+        (curve[0].samples_per_s * curve[0].train_s).round()
+    };
+    let rows = |positives: &Positives<'_>| {
+        let (train, _) = positives.carve(config.train.max_valid);
+        (train.len() * (1 + config.train.negatives)) as f64
+    };
+    let fast = rows(&positives(&data.split, Phase::Fast));
+    let every = rows(&realtime_positives(&data.split));
+    assert!(fast > 0.0 && fast < every / 2.0, "{fast} vs {every}");
+    let alone = Learned::train_fast_phase(&data.split, Arch::Fm, &config, 1).unwrap();
+    assert_eq!(per_epoch(&alone), fast);
+    assert_eq!(alone.log.fits[0].0, "FM (fast phase)");
+    let table = Learned::train(&data.split, Arch::Fm, &config, 1).unwrap();
+    assert_eq!(per_epoch(&table), every);
+
+    let mut zoo = Zoo::new(&data.split, 1, config);
+    zoo.scorer("GRU4Rec (fast phase)").unwrap();
+    let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["GRU4Rec (fast phase)"]);
+
+    let Err(err) = Learned::train_fast_phase(&data.split, Arch::Caser, &config, 1) else {
+        panic!("Caser trained on the fast phase")
+    };
+    assert!(err.to_string().contains("slow-side"), "{err}");
 }

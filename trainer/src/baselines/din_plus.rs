@@ -22,7 +22,7 @@ use std::sync::Arc;
 use candle_core::{Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
-use super::learned::{Arch, Learned};
+use super::learned::{Arch, Learned, FAST_ARCHS};
 use super::ZooConfig;
 use crate::data::split::Split;
 use crate::error::{Result, TrainerError};
@@ -83,9 +83,6 @@ impl Start {
         format!("DIN+{}{suffix}", arch.name())
     }
 }
-
-/// The fast models a vanilla combination takes (paper §5.1.3).
-pub const FAST_ARCHS: [Arch; 3] = [Arch::Fm, Arch::NeuMf, Arch::Gru4Rec];
 
 /// The combination called `name` (ASCII case ignored): its `X` and how `X` starts.
 pub fn parse(name: &str) -> Option<(Arch, Start)> {

@@ -6,6 +6,11 @@
 //! last click of each user is held out for early stopping) and see every event before the
 //! target at test time. Slow-side baselines (Caser, SASRec) train on the slow-phase clicks
 //! like DIN and see the slow phase only.
+//!
+//! `X (fast phase)` is the other reading of the paper for a fast-side `X`: "each component is
+//! trained in the corresponding phase" (§5.1.1), so `X`, taken "as the fast component"
+//! (§5.1.3), learns from the fast phase only, the clicks MC²-SF's fast component learns from.
+//! `--models` names these rows and `all` leaves them out.
 
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
@@ -17,7 +22,7 @@ use super::neumf::NeuMf;
 use super::sasrec::SasRec;
 use super::ZooConfig;
 use crate::data::split::Split;
-use crate::error::Result;
+use crate::error::{Result, TrainerError};
 use crate::eval::protocol::{Query, Scorer, View};
 use crate::models::features::{positives, Phase, Positives, Windows};
 use crate::models::slowfast::TrainLog;
@@ -31,6 +36,9 @@ pub struct Sizes {
     pub items: usize,
     pub model: ModelConfig,
 }
+
+/// The fast-side baselines (paper §5.1.3: "as the fast component").
+pub const FAST_ARCHS: [Arch; 3] = [Arch::Fm, Arch::NeuMf, Arch::Gru4Rec];
 
 /// A learned baseline's architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,6 +60,19 @@ impl Arch {
             Arch::Caser => "Caser",
             Arch::SasRec => "SASRec",
         }
+    }
+
+    /// The results.json name of the fast-side `X` trained on the fast phase only.
+    pub fn fast_phase_name(self) -> String {
+        format!("{} (fast phase)", self.name())
+    }
+
+    /// The fast-side architecture whose [`Arch::fast_phase_name`] is `name` (ASCII case
+    /// ignored).
+    pub fn parse_fast_phase(name: &str) -> Option<Arch> {
+        FAST_ARCHS
+            .into_iter()
+            .find(|arch| arch.fast_phase_name().eq_ignore_ascii_case(name))
     }
 
     /// The prefix of the architecture's parameters.
@@ -147,14 +168,38 @@ impl Learned {
 
     /// `arch` trained on its positives of `split` with the seed.
     pub fn train(split: &Split, arch: Arch, config: &ZooConfig, seed: u64) -> Result<Learned> {
+        let data = arch.positives(split);
+        Learned::train_on(split, arch, &data, config, seed, arch.name())
+    }
+
+    /// The fast-side `arch` trained from its seeded initialisation on the fast phase only
+    /// (`X (fast phase)`, see the module doc); every event before the target at test time.
+    pub fn train_fast_phase(
+        split: &Split,
+        arch: Arch,
+        config: &ZooConfig,
+        seed: u64,
+    ) -> Result<Learned> {
+        if !FAST_ARCHS.contains(&arch) {
+            return Err(TrainerError::InvalidArgument(format!(
+                "{} is a slow-side baseline; it has no fast-phase row",
+                arch.name()
+            )));
+        }
+        let data = positives(split, Phase::Fast);
+        Learned::train_on(split, arch, &data, config, seed, &arch.fast_phase_name())
+    }
+
+    fn train_on(
+        split: &Split,
+        arch: Arch,
+        data: &Positives<'_>,
+        config: &ZooConfig,
+        seed: u64,
+        label: &str,
+    ) -> Result<Learned> {
         let mut model = Learned::init(split, config, seed, arch.view(), |vb, s| arch.build(vb, s))?;
-        model.fit(
-            split,
-            &arch.positives(split),
-            &config.train,
-            seed,
-            arch.name(),
-        )?;
+        model.fit(split, data, &config.train, seed, label)?;
         Ok(model)
     }
 

@@ -50,17 +50,18 @@ pub const ALL_MODELS: [&str; 14] = [
     "MC2-SF+",
 ];
 
-/// The vanilla combinations on equal data with MC²-SF's fast component (`DIN+X (fast phase)`,
-/// `DIN+X (fast phase with DIN e_i)`, see [`din_plus::Start`]): `--models` names them, `all`
-/// leaves them out, as the paper has no such rows.
+/// The fast-side rows on equal data with MC²-SF's fast component, which learns from the fast
+/// phase only: `X (fast phase)` (see [`learned`]), then the vanilla combinations
+/// `DIN+X (fast phase)` and `DIN+X (fast phase with DIN e_i)` (see [`din_plus::Start`]).
+/// `--models` names them, `all` leaves them out, as the paper has no such rows.
 pub fn equal_data_models() -> Vec<String> {
-    (din_plus::FAST_ARCHS.into_iter())
-        .flat_map(|arch| {
-            (din_plus::Start::ALL.into_iter())
-                .filter(|s| *s != din_plus::Start::Trained)
-                .map(move |s| s.name(arch))
-        })
-        .collect()
+    let alone = learned::FAST_ARCHS.map(Arch::fast_phase_name);
+    let combined = (learned::FAST_ARCHS.into_iter()).flat_map(|arch| {
+        (din_plus::Start::ALL.into_iter())
+            .filter(|s| *s != din_plus::Start::Trained)
+            .map(move |s| s.name(arch))
+    });
+    alone.into_iter().chain(combined).collect()
 }
 
 /// Every name `--models` accepts besides `all`.
@@ -140,9 +141,10 @@ impl<'a> Zoo<'a> {
             "GRU4Rec" => Ok(Box::new(self.learned(Arch::Gru4Rec)?)),
             "Caser" => Ok(Box::new(self.learned(Arch::Caser)?)),
             "SASRec" => Ok(Box::new(self.learned(Arch::SasRec)?)),
-            other => match din_plus::parse(other) {
-                Some((arch, start)) => self.din_plus(arch, start),
-                None => Err(TrainerError::InvalidArgument(format!(
+            other => match (Arch::parse_fast_phase(other), din_plus::parse(other)) {
+                (Some(arch), _) => Ok(Box::new(self.fast_phase(arch)?)),
+                (None, Some((arch, start))) => self.din_plus(arch, start),
+                (None, None) => Err(TrainerError::InvalidArgument(format!(
                     "unknown model {other:?}; known: {}",
                     known_models()
                 ))),
@@ -204,6 +206,13 @@ impl Zoo<'_> {
         Ok(model)
     }
 
+    /// The fast-side `X` trained on the fast phase only (`X (fast phase)`).
+    fn fast_phase(&mut self, arch: Arch) -> Result<Learned> {
+        let model = Learned::train_fast_phase(self.split, arch, &self.config, self.seed)?;
+        self.logs.push((arch.fast_phase_name(), model.log.clone()));
+        Ok(model)
+    }
+
     /// `DIN+X` (paper §5.1.3): `X`, started as `start` says, tuned with DIN's scores as a
     /// feature.
     fn din_plus(&mut self, arch: Arch, start: din_plus::Start) -> Result<Box<dyn Scorer>> {
@@ -235,6 +244,8 @@ pub fn parse_list(list: &str) -> Result<Vec<String>> {
             names.extend(ALL_MODELS.iter().map(|n| n.to_string()));
         } else if let Some(known) = ALL_MODELS.iter().find(|m| m.eq_ignore_ascii_case(name)) {
             names.push(known.to_string());
+        } else if let Some(arch) = Arch::parse_fast_phase(name) {
+            names.push(arch.fast_phase_name());
         } else if let Some((arch, start)) = din_plus::parse(name) {
             names.push(start.name(arch));
         } else {
@@ -260,10 +271,14 @@ mod tests {
         assert_eq!(parse_list("pop, Random").unwrap(), ["Pop", "Random"]);
         assert_eq!(parse_list("all").unwrap(), ALL_MODELS);
         assert_eq!(
-            parse_list("din+gru4rec (FAST PHASE), DIN+FM (fast phase with DIN e_i)").unwrap(),
+            parse_list(
+                "din+gru4rec (FAST PHASE), DIN+FM (fast phase with DIN e_i), fm (Fast Phase)"
+            )
+            .unwrap(),
             [
                 "DIN+GRU4Rec (fast phase)",
-                "DIN+FM (fast phase with DIN e_i)"
+                "DIN+FM (fast phase with DIN e_i)",
+                "FM (fast phase)"
             ]
         );
         let all = parse_list("all").unwrap();
@@ -271,7 +286,7 @@ mod tests {
             assert!(!all.contains(&extra), "`all` leaves out {extra}");
             assert_eq!(parse_list(&extra).unwrap(), std::slice::from_ref(&extra));
         }
-        assert_eq!(equal_data_models().len(), 6);
+        assert_eq!(equal_data_models().len(), 9);
         for name in ALL_MODELS
             .map(String::from)
             .into_iter()
@@ -279,6 +294,10 @@ mod tests {
         {
             assert!(!name.contains(','), "{name}: lists are comma-separated");
         }
+        assert!(
+            parse_list("Caser (fast phase)").is_err(),
+            "a slow-side baseline"
+        );
         let err = parse_list("DIN+GRU4Rec (slow phase)")
             .unwrap_err()
             .to_string();
