@@ -227,7 +227,10 @@ impl Input {
 struct EvalArgs {
     #[command(flatten)]
     input: Input,
-    /// Comma-separated model names, or `all`.
+    /// Comma-separated model names, or `all` (every row of the paper's tables). The rows on
+    /// MC²-SF's data, `X (fast phase)`, `DIN+X (fast phase)` and
+    /// `DIN+X (fast phase with DIN e_i)` for X in FM, NeuMF, GRU4Rec, are named one by one; an
+    /// unknown name's error lists every known one.
     #[arg(long, default_value = "all")]
     models: String,
     /// Number of seeds (1, 2, …, N); results are mean ± std over them.
