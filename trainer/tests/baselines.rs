@@ -50,6 +50,18 @@ const LEARNED: [Arch; 5] = [
     Arch::SasRec,
 ];
 
+/// [`quick`] with at most `epochs` epochs per fit.
+fn quick_epochs(epochs: usize) -> ZooConfig {
+    let q = quick();
+    ZooConfig {
+        train: TrainConfig {
+            max_epochs: epochs,
+            ..q.train
+        },
+        ..q
+    }
+}
+
 /// `arch` with its parameters initialised from `seed`, untrained.
 fn untrained(split: &Split, arch: Arch, seed: u64) -> Learned {
     Learned::init(split, &quick(), seed, arch.view(), |vb, s| {
@@ -162,13 +174,7 @@ fn every_parameter_of_every_baseline_gets_a_gradient() {
 #[test]
 fn equal_data_combinations_start_x_as_named() {
     let data = small();
-    let config = ZooConfig {
-        train: TrainConfig {
-            max_epochs: 0,
-            ..quick().train
-        },
-        ..quick()
-    };
+    let config = quick_epochs(0);
     let din = std::sync::Arc::new(
         SlowFast::new(Variant::Din, data.split.num_items, config.model, 3).unwrap(),
     );
@@ -229,13 +235,7 @@ fn equal_data_combinations_start_x_as_named() {
 #[test]
 fn fast_phase_baselines_train_on_the_fast_phase_only() {
     let data = small();
-    let config = ZooConfig {
-        train: TrainConfig {
-            max_epochs: 1,
-            ..quick().train
-        },
-        ..quick()
-    };
+    let config = quick_epochs(1);
     let per_epoch = |model: &Learned| -> f64 {
         let (_, curve) = &model.log.fits[0];
         (curve[0].samples_per_s * curve[0].train_s).round()
