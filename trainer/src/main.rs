@@ -174,6 +174,10 @@ struct SynthArgs {
     items: usize,
     #[arg(long, default_value_t = SynthConfig::default().seed)]
     seed: u64,
+    /// Each user's top N taste topics fade: disliked from 15–30 clicks before the end of the
+    /// user's history (a negative impression only the exposures show; at most 3).
+    #[arg(long, default_value_t = SynthConfig::default().fading_topics)]
+    fading_topics: usize,
     #[arg(long)]
     out: PathBuf,
 }
@@ -443,6 +447,7 @@ fn synth_cmd(a: &SynthArgs) -> Result<()> {
         users: a.users,
         items: a.items,
         seed: a.seed,
+        fading_topics: a.fading_topics,
         ..SynthConfig::default()
     };
     write_synth(&cfg, &a.out)

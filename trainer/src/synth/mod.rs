@@ -13,6 +13,12 @@
 //! - **Users** have a sparse long-term taste `θ_u ~ Dirichlet(α)` over the topics (α = 0.1:
 //!   one to three topics carry most of the mass), scaled so that the top topic is 1, and a few
 //!   hidden **disliked** topics drawn outside their top three (their taste is set to 0).
+//! - Optionally ([`SynthConfig::fading_topics`], 0 by default, `slowfast synth
+//!   --fading-topics N`) a user's top N taste topics are **fading interests**: 15–30 clicks
+//!   before the end of the user's history (inside the slow-training phase, which ends 10
+//!   clicks before it) they start to count as disliked (the dislike penalty, no more
+//!   sessions), while the logging policy keeps showing them (the *history* slot draws from
+//!   past clicks).
 //! - **Sessions**: a user's history is a run of sessions of 8–24 steps separated by gaps
 //!   (30 min + Exp(mean 18 h)). Each session has a topic, drawn from `θ_u` with probability
 //!   `session_in_taste` (0.5) and otherwise uniformly among the non-disliked topics, so about
@@ -47,6 +53,7 @@
 //! | long-term taste `θ_u` | clicks concentrate on 1–3 topics over the whole history | slow DIN over `H^S` (eq. 1) |
 //! | session drift | runs of consecutive clicks on one topic, often outside `θ_u`, switching after a time gap | fast GRU_p over real-time clicks (eq. 3) |
 //! | hidden dislikes | items of 2 topics per user shown (popular/explore slots) but almost never clicked | negative memory GRU_n over exposures (eq. 3), `r̂2` → `r_n` (eq. 5) |
+//! | fading interest (opt-in) | a top topic clicked early in the history, then shown and never clicked | negative memory GRU_n (F2S): the clicks alone still say "liked" |
 //! | fatigue | an item shown again and again without a click is ever less likely to be clicked | negative memory GRU_n |
 //! | popularity (Zipf) | shows and clicks skewed to head items | every model (item embeddings); the popularity baseline beats random |
 //!
@@ -66,6 +73,11 @@
 //! know them loses only HR@10 0.0084 without the session term (0.561 → 0.553) and 0.0025 with
 //! it, because they fall on topics the user's taste already leaves near 0 and the negatives
 //! exclude every item the user was shown.
+//! A fading interest is the opposite: with `fading_topics = 1` the near-oracle that does not
+//! know the fade (scores the faded topic by its taste, as the clicks say) loses HR@10 0.131
+//! without the session term (0.552 → 0.421) and 0.049 with it (0.832 → 0.783), the test
+//! `a_fading_interest_is_what_the_clicks_alone_get_wrong`. The default keeps it off, so the
+//! default log is byte-identical to the one the committed tables were made on.
 //! Timestamps are seconds: each user starts within 14 days after `start_ts` (2024-01-01 UTC),
 //! slates of a session are 20–120 s apart, a click comes 2–20 s after its slate (so the
 //! exposures of a slate precede its click), and users are interleaved in time: the log is
@@ -108,6 +120,13 @@ pub struct SynthConfig {
     pub taste_concentration: f64,
     /// Hidden disliked topics per user, drawn outside the user's top three taste topics.
     pub disliked_topics: usize,
+    /// Fading interests per user (0 by default): the user's top `fading_topics` taste topics
+    /// become disliked 15–30 clicks (drawn per user) before the end of their logged history,
+    /// so inside the slow-training phase and DIN's 50-click window. Before it they are clicked
+    /// as the taste says; after it they are penalised as disliked and get no more sessions, so
+    /// the click history says "liked" while the recent exposures say "ignored": the negative
+    /// impression the paper's negative memory is for (paper §4.2, eq. 5–6).
+    pub fading_topics: usize,
     /// Zipf exponent `s` of item popularity, weight `(rank + 1)^-s`.
     pub zipf_exponent: f64,
     /// Items the logging policy shows per step.
@@ -139,6 +158,7 @@ impl Default for SynthConfig {
             seed: 42,
             taste_concentration: 0.1,
             disliked_topics: 2,
+            fading_topics: 0,
             zipf_exponent: 1.3,
             slate_size: 3,
             min_clicks_per_user: 60,
@@ -213,6 +233,18 @@ impl SynthConfig {
             return bad(format!(
                 "disliked_topics ({}) must be below topics ({})",
                 self.disliked_topics, self.topics
+            ));
+        }
+        if self.fading_topics > world::PROTECTED_TOPICS
+            || self.fading_topics + self.disliked_topics >= self.topics
+        {
+            return bad(format!(
+                "fading_topics ({}) must be at most {} and leave a topic neither disliked nor \
+                 fading (disliked_topics {}, topics {})",
+                self.fading_topics,
+                world::PROTECTED_TOPICS,
+                self.disliked_topics,
+                self.topics
             ));
         }
         if !(self.taste_concentration.is_finite() && self.taste_concentration > 0.0) {
@@ -326,7 +358,8 @@ fn simulate_user(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     rng.set_stream(u64::from(user) + 1); // stream 0 builds the world
     let target = rng.random_range(cfg.min_clicks_per_user..=cfg.max_clicks_per_user);
-    let mut state = world.new_user_state(user, &mut rng);
+    let fade_onset = target.saturating_sub(world.fade_lead(user));
+    let mut state = world.user_state(user, fade_onset, &mut rng);
     let mut history = Vec::with_capacity(target);
     for _ in 0..target * MAX_STEPS_PER_CLICK {
         if history.len() >= target {

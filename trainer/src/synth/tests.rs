@@ -205,6 +205,75 @@ fn disliked_topics_are_shown_but_rarely_clicked() {
     );
 }
 
+/// A world whose users' top taste topic fades ([`SynthConfig::fading_topics`]).
+fn fading_log() -> &'static (World, EventLog) {
+    static CELL: OnceLock<(World, EventLog)> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let cfg = SynthConfig {
+            fading_topics: 1,
+            ..SynthConfig::default()
+        };
+        generate_with_world(&cfg).expect("one fading topic is valid")
+    })
+}
+
+#[test]
+fn a_fading_topic_is_clicked_before_its_onset_and_shown_but_ignored_after() {
+    let (world, log) = fading_log();
+    let (mut before, mut after) = ((0u64, 0u64), (0u64, 0u64));
+    let mut shown_after = 0u64;
+    for (u, events) in per_user(log).iter().enumerate() {
+        let u = u as u32;
+        let lead = world.fade_lead(u);
+        assert!((15..=30).contains(&lead), "lead {lead}");
+        let onset = clicks(events).len() - lead;
+        let fading: Vec<u32> = (0..world.num_topics() as u32)
+            .filter(|&t| world.fades(u, t))
+            .collect();
+        assert_eq!(fading.len(), 1, "user {u}: one fading topic");
+        assert_eq!(
+            world.taste(u)[fading[0] as usize],
+            1.0,
+            "it is the top taste topic"
+        );
+        assert!(
+            !world.dislikes(u, fading[0]),
+            "fading is not a hidden dislike"
+        );
+        let mut made = 0;
+        for e in events {
+            let hit = world.fades(u, world.item_topic(e.item));
+            match e.kind {
+                EventKind::Click => {
+                    let side = if made < onset {
+                        &mut before
+                    } else {
+                        &mut after
+                    };
+                    side.0 += u64::from(hit);
+                    side.1 += 1;
+                    made += 1;
+                }
+                EventKind::Exposure => shown_after += u64::from(hit && made >= onset),
+            }
+        }
+    }
+    let (before, after) = (rate(before), rate(after));
+    assert!(
+        before > 0.25,
+        "share of clicks on the fading topic before the onset {before:.3}"
+    );
+    assert!(after < 0.02, "share after the onset {after:.4}");
+    assert!(
+        shown_after > 5_000,
+        "the policy keeps showing it: {shown_after} exposures after the onset"
+    );
+    // The default world is the same with the option at 0: nothing fades.
+    let (default, _) = default_log();
+    assert!((0..default.num_users() as u32)
+        .all(|u| (0..default.num_topics() as u32).all(|t| !default.fades(u, t))));
+}
+
 #[test]
 fn fatigue_lowers_the_ctr_of_items_shown_without_a_click() {
     let fatigue_ratio = |cfg: &SynthConfig| {
@@ -425,12 +494,17 @@ type Breakage = fn(&mut SynthConfig);
 
 #[test]
 fn validate_names_the_bad_field() {
-    let cases: [(&str, Breakage); 14] = [
+    let cases: [(&str, Breakage); 16] = [
         ("users", |c| c.users = 0),
         ("items", |c| c.items = 0),
         ("topics", |c| c.topics = 0),
         ("topics", |c| c.topics = 1001),
         ("disliked_topics", |c| c.disliked_topics = 16),
+        ("fading_topics", |c| c.fading_topics = 4),
+        ("fading_topics", |c| {
+            c.fading_topics = 3;
+            c.disliked_topics = 13
+        }),
         ("taste_concentration", |c| c.taste_concentration = 0.0),
         ("zipf_exponent", |c| c.zipf_exponent = f64::NAN),
         ("slate_size", |c| c.slate_size = 0),
@@ -478,8 +552,9 @@ fn config_reads_partial_json_with_defaults() {
 /// session gap before the latest event (the target's slate), so most likely in the same
 /// session. Only the logging policy's slate and
 /// fatigue are left out, so this is close to the best any model can do on the log. With
-/// `dislikes` off it scores as if it did not know the hidden disliked topics: the bound on what
-/// the negative memory (F2S) can add.
+/// `dislikes` off it scores as if it did not know the hidden disliked topics nor that the fading
+/// interests have faded (what the clicks alone tell): the bound on what the negative memory
+/// (F2S) can add.
 struct NearOracle<'a> {
     world: &'a World,
     session: bool,
@@ -516,7 +591,9 @@ impl Scorer for NearOracle<'_> {
                 } else {
                     0.0
                 };
-                let unknown_dislike = if !self.dislikes && self.world.dislikes(q.user, item_topic) {
+                let hidden =
+                    self.world.dislikes(q.user, item_topic) || self.world.fades(q.user, item_topic);
+                let unknown_dislike = if !self.dislikes && hidden {
                     click.dislike
                 } else {
                     0.0
@@ -531,53 +608,69 @@ impl Scorer for NearOracle<'_> {
 /// The eval protocol (last 5 clicks, 99 never-seen negatives, 3 sampler seeds) run on the
 /// near-oracle: the session topic, not the long-term taste, decides most test-phase clicks,
 /// and the ceiling it shows is what `docs/results/synthetic` compares the learned models to.
-#[test]
-fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
-    let (world, log) = default_log();
-    let data = Dataset::from_log("synthetic", log.clone())?;
+/// The eval protocol's six means per sampler seed (1–3) of the near-oracle on `world`'s log.
+fn near_oracle_runs(
+    world: &World,
+    data: &Dataset,
+    session: bool,
+    dislikes: bool,
+) -> Result<Vec<[f64; METRICS.len()]>> {
+    let oracle = NearOracle {
+        world,
+        session,
+        dislikes,
+    };
+    let per_seed = (1..=3)
+        .map(|seed| {
+            let cases = sample_cases(&data.split, seed, NEGATIVES)?;
+            Ok(evaluate(&data.split, &cases, &oracle, |_| {})?.means())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let line: Vec<String> = METRICS
+        .iter()
+        .enumerate()
+        .map(|(m, metric)| {
+            let v: Vec<f64> = per_seed.iter().map(|s| s[m]).collect();
+            let ms = MeanStd::of(&v);
+            format!("{} {:.4} ± {:.4}", metric.name(), ms.mean, ms.std)
+        })
+        .collect();
+    println!(
+        "near-oracle on {} (session: {session}, dislikes: {dislikes}): {}",
+        data.name,
+        line.join(", ")
+    );
+    Ok(per_seed)
+}
+
+fn hr10(m: &[f64; METRICS.len()]) -> f64 {
+    METRICS
+        .iter()
+        .zip(m)
+        .find(|(k, _)| **k == Metric::Hr(10))
+        .map_or(0.0, |(_, v)| *v)
+}
+
+/// The near-oracle's dataset for `log`, checking that dense ids are the world's.
+fn oracle_data(name: &str, world: &World, log: &EventLog) -> Result<Dataset> {
+    let data = Dataset::from_log(name, log.clone())?;
     assert_eq!(
         (data.log.users.len(), data.log.items.len()),
         (world.num_users(), world.num_items()),
         "the filter keeps every user and item, so dense ids are the world's"
     );
-    let run = |session: bool, dislikes: bool| -> Result<Vec<[f64; METRICS.len()]>> {
-        let oracle = NearOracle {
-            world,
-            session,
-            dislikes,
-        };
-        let per_seed = (1..=3)
-            .map(|seed| {
-                let cases = sample_cases(&data.split, seed, NEGATIVES)?;
-                Ok(evaluate(&data.split, &cases, &oracle, |_| {})?.means())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let line: Vec<String> = METRICS
-            .iter()
-            .enumerate()
-            .map(|(m, metric)| {
-                let v: Vec<f64> = per_seed.iter().map(|s| s[m]).collect();
-                let ms = MeanStd::of(&v);
-                format!("{} {:.4} ± {:.4}", metric.name(), ms.mean, ms.std)
-            })
-            .collect();
-        println!(
-            "near-oracle (session: {session}, dislikes: {dislikes}): {}",
-            line.join(", ")
-        );
-        Ok(per_seed)
-    };
+    Ok(data)
+}
+
+#[test]
+fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
+    let (world, log) = default_log();
+    let data = oracle_data("synthetic", world, log)?;
+    let run = |session, dislikes| near_oracle_runs(world, &data, session, dislikes);
     let long_term = run(false, true)?;
     let long_term_blind = run(false, false)?;
     let with_session = run(true, true)?;
     let with_session_blind = run(true, false)?;
-    let hr10 = |m: &[f64; METRICS.len()]| {
-        METRICS
-            .iter()
-            .zip(m)
-            .find(|(k, _)| **k == Metric::Hr(10))
-            .map_or(0.0, |(_, v)| *v)
-    };
     for (l, s) in long_term.iter().zip(&with_session) {
         let (l, s) = (hr10(l), hr10(s));
         assert!(
@@ -594,6 +687,27 @@ fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
         for (k, b) in known.iter().zip(blind) {
             let (k, b) = (hr10(k), hr10(b));
             assert!(k >= b, "HR@10 knowing the dislikes {k:.4} vs not {b:.4}");
+        }
+    }
+    Ok(())
+}
+
+/// With a fading top topic the click history says "liked" where the recent exposures say
+/// "ignored": a scorer that reads the clicks only ranks the faded topic's unseen items high and
+/// loses what the negative memory can win back, unlike the default world's hidden dislikes.
+#[test]
+fn a_fading_interest_is_what_the_clicks_alone_get_wrong() -> Result<()> {
+    let (world, log) = fading_log();
+    let data = oracle_data("synthetic, fading 1", world, log)?;
+    for session in [false, true] {
+        let known = near_oracle_runs(world, &data, session, true)?;
+        let blind = near_oracle_runs(world, &data, session, false)?;
+        for (k, b) in known.iter().zip(&blind) {
+            let (k, b) = (hr10(k), hr10(b));
+            assert!(
+                k > b + 0.03,
+                "session {session}: HR@10 knowing the fade {k:.4} vs not {b:.4}"
+            );
         }
     }
     Ok(())

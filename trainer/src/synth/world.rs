@@ -11,7 +11,7 @@ use super::SynthConfig;
 use crate::error::{Result, TrainerError};
 
 /// A user's top taste topics are never disliked.
-const PROTECTED_TOPICS: usize = 3;
+pub(super) const PROTECTED_TOPICS: usize = 3;
 /// Seconds from a slate to the click on it.
 const DWELL_SECS: std::ops::RangeInclusive<i64> = 2..=20;
 /// Seconds from one slate (or its click) to the next slate of the session.
@@ -19,6 +19,10 @@ const STEP_GAP_SECS: std::ops::RangeInclusive<i64> = 20..=120;
 /// Gap between sessions: this minimum plus an exponential with the mean below.
 pub(super) const SESSION_GAP_MIN_SECS: f64 = 1800.0;
 const SESSION_GAP_MEAN_SECS: f64 = 18.0 * 3600.0;
+/// A fading interest fades this many clicks before the end of the user's logged history: the
+/// split's slow-training phase ends 10 clicks before it, so the fade starts 5–20 clicks before
+/// that, inside DIN's 50-click window and with the last exposures of the slow phase after it.
+const FADE_LEAD_CLICKS: std::ops::RangeInclusive<usize> = 15..=30;
 /// Users start within this many seconds after `start_ts`.
 const START_SPREAD_SECS: i64 = 14 * 86_400;
 
@@ -37,6 +41,11 @@ pub struct World {
     taste: Vec<f32>,
     /// `users × topics`.
     disliked: Vec<bool>,
+    /// `users × topics`: the top taste topics that become disliked `fade_lead[user]` clicks
+    /// before the end of the user's history ([`SynthConfig::fading_topics`]).
+    fading: Vec<bool>,
+    /// Per user, in clicks (see [`FADE_LEAD_CLICKS`]).
+    fade_lead: Vec<usize>,
     session_gap: Exp<f64>,
 }
 
@@ -83,6 +92,22 @@ impl World {
         {
             draw_user(row, bad, cfg.disliked_topics, &gamma, &mut rng);
         }
+        // Drawn after every taste, and only when asked for, so that a config without fading
+        // topics draws the same world as before the option existed.
+        let mut fading = vec![false; cfg.users * n_topics];
+        let mut fade_lead = vec![0; cfg.users];
+        if cfg.fading_topics > 0 {
+            for ((row, fades), lead) in taste
+                .chunks(n_topics)
+                .zip(fading.chunks_mut(n_topics))
+                .zip(&mut fade_lead)
+            {
+                for t in top_topics(row).into_iter().take(cfg.fading_topics) {
+                    fades[t] = true;
+                }
+                *lead = rng.random_range(FADE_LEAD_CLICKS);
+            }
+        }
 
         let session_gap = Exp::new(1.0 / SESSION_GAP_MEAN_SECS)
             .map_err(|e| TrainerError::InvalidArgument(format!("synth: session gap: {e}")))?;
@@ -94,6 +119,8 @@ impl World {
             topic_items,
             taste,
             disliked,
+            fading,
+            fade_lead,
             session_gap,
         })
     }
@@ -156,22 +183,47 @@ impl World {
             .collect()
     }
 
-    /// The planted long-term affinity of `user` for `item`: taste, popularity and dislike,
-    /// without session or fatigue. Higher is better; use it as the relevance for NDCG
-    /// against planted preferences.
+    /// Whether `topic` is one of `user`'s fading interests ([`SynthConfig::fading_topics`]).
+    pub fn fades(&self, user: u32, topic: u32) -> bool {
+        self.fading[user as usize * self.config.topics + topic as usize]
+    }
+
+    /// How many clicks before the end of `user`'s logged history their fading topics fade.
+    pub fn fade_lead(&self, user: u32) -> usize {
+        self.fade_lead[user as usize]
+    }
+
+    /// Whether `user` dislikes `topic` in `state`: a hidden dislike, or a fading interest once
+    /// the user has made the state's fade-onset count of clicks.
+    pub fn dislikes_now(&self, state: &UserState, user: u32, topic: u32) -> bool {
+        self.dislikes(user, topic)
+            || (self.fades(user, topic) && state.clicked.len() >= state.fade_onset)
+    }
+
+    /// The planted long-term affinity of `user` for `item` from the end of the logged history
+    /// on (fading interests have faded by then): taste, popularity and dislike, without
+    /// session or fatigue. Higher is better; use it as the relevance for NDCG against planted
+    /// preferences.
     pub fn preference(&self, user: u32, item: u32) -> f32 {
+        let topic = self.item_topic(item);
+        self.affinity(
+            user,
+            item,
+            self.dislikes(user, topic) || self.fades(user, topic),
+        )
+    }
+
+    /// Taste and popularity, minus the dislike penalty when `disliked`.
+    fn affinity(&self, user: u32, item: u32, disliked: bool) -> f32 {
         let c = &self.config.click;
         let topic = self.item_topic(item);
-        let dislike = if self.dislikes(user, topic) {
-            c.dislike
-        } else {
-            0.0
-        };
+        let dislike = if disliked { c.dislike } else { 0.0 };
         c.taste * self.taste(user)[topic as usize] + c.popularity * self.popularity(item) - dislike
     }
 
-    /// The utility of `item` to `user` now: [`World::preference`] plus the session bonus minus
-    /// fatigue; `None` for an item the user already clicked (never clicked again).
+    /// The utility of `item` to `user` now: taste, popularity and the dislikes of now
+    /// ([`World::dislikes_now`]), plus the session bonus, minus fatigue; `None` for an item the
+    /// user already clicked (never clicked again).
     pub fn utility(&self, state: &UserState, user: u32, item: u32) -> Option<f32> {
         if state.has_clicked(item) {
             return None;
@@ -183,21 +235,34 @@ impl World {
             0.0
         };
         let fatigue = c.fatigue * state.fatigue(item).min(c.fatigue_cap) as f32;
-        Some(self.preference(user, item) + session - fatigue)
+        let disliked = self.dislikes_now(state, user, self.item_topic(item));
+        Some(self.affinity(user, item, disliked) + session - fatigue)
     }
 
     /// A fresh simulation state for `user`: a start time within 14 days after `start_ts` and
-    /// a first session.
+    /// a first session. Fading interests have faded already, as after the logged history.
     pub fn new_user_state<R: Rng + ?Sized>(&self, user: u32, rng: &mut R) -> UserState {
+        self.user_state(user, 0, rng)
+    }
+
+    /// [`World::new_user_state`] with the fading topics disliked from `fade_onset` clicks on.
+    pub(super) fn user_state<R: Rng + ?Sized>(
+        &self,
+        user: u32,
+        fade_onset: usize,
+        rng: &mut R,
+    ) -> UserState {
         let clock = self.config.start_ts + rng.random_range(0..START_SPREAD_SECS);
-        let (session_topic, session_steps_left) = self.draw_session(user, rng);
-        UserState {
-            session_topic,
-            session_steps_left,
+        let mut state = UserState {
+            session_topic: 0,
+            session_steps_left: 0,
             clock,
             fatigue: HashMap::new(),
             clicked: HashSet::new(),
-        }
+            fade_onset,
+        };
+        (state.session_topic, state.session_steps_left) = self.draw_session(&state, user, rng);
+        state
     }
 
     /// Shows `slate` to `user` and returns the index of the clicked item, if any; advances
@@ -321,17 +386,22 @@ impl World {
         if state.session_steps_left == 0 {
             let gap = SESSION_GAP_MIN_SECS + self.session_gap.sample(rng);
             state.clock += gap as i64;
-            (state.session_topic, state.session_steps_left) = self.draw_session(user, rng);
+            (state.session_topic, state.session_steps_left) = self.draw_session(state, user, rng);
         }
     }
 
     /// A session topic (from the taste with probability `session_in_taste`, else uniform
-    /// among the non-disliked topics) and its length in steps.
-    fn draw_session<R: Rng + ?Sized>(&self, user: u32, rng: &mut R) -> (u32, u32) {
+    /// among the topics not disliked in `state`) and its length in steps.
+    fn draw_session<R: Rng + ?Sized>(
+        &self,
+        state: &UserState,
+        user: u32,
+        rng: &mut R,
+    ) -> (u32, u32) {
         let cfg = &self.config;
         let taste = self.taste(user);
         let liked: Vec<u32> = (0..cfg.topics as u32)
-            .filter(|&t| !self.dislikes(user, t))
+            .filter(|&t| !self.dislikes_now(state, user, t))
             .collect();
         let total: f64 = liked.iter().map(|&t| f64::from(taste[t as usize])).sum();
         let topic = if rng.random_bool(cfg.session_in_taste) && total > 0.0 {
@@ -372,8 +442,7 @@ fn draw_user(
             1.0
         };
     }
-    let mut by_taste: Vec<usize> = (0..taste.len()).collect();
-    by_taste.sort_by(|&a, &b| taste[b].total_cmp(&taste[a]).then(a.cmp(&b)));
+    let mut by_taste = top_topics(taste);
     let protected = PROTECTED_TOPICS.min(taste.len() - n_disliked);
     let mut pool = by_taste.split_off(protected);
     pool.shuffle(rng);
@@ -381,6 +450,13 @@ fn draw_user(
         disliked[t] = true;
         taste[t] = 0.0;
     }
+}
+
+/// The topics by decreasing taste (ties by index).
+fn top_topics(taste: &[f32]) -> Vec<usize> {
+    let mut by_taste: Vec<usize> = (0..taste.len()).collect();
+    by_taste.sort_by(|&a, &b| taste[b].total_cmp(&taste[a]).then(a.cmp(&b)));
+    by_taste
 }
 
 /// One user's simulation state: current session, fatigue counts, clicked items and clock.
@@ -392,6 +468,8 @@ pub struct UserState {
     /// Unclicked shows per item.
     fatigue: HashMap<u32, u32>,
     clicked: HashSet<u32>,
+    /// The click count from which the user's fading topics count as disliked.
+    fade_onset: usize,
 }
 
 impl UserState {
