@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::denormals::FlushToZero;
 use super::features::{sample_negatives, Batch, Moment, Padded, Positive, Positives, Row, Windows};
 use super::grad_mode::training_step;
 use super::layers::bce_with_logits;
@@ -150,6 +151,8 @@ pub fn fit(
     cfg: &TrainConfig,
     label: &str,
 ) -> Result<Vec<EpochLog>> {
+    // Before the shards' threads exist, so that they inherit it (see `denormals`).
+    let _flush = FlushToZero::set();
     let device = vars
         .first()
         .map_or(Device::Cpu, |(_, v)| v.device().clone());
