@@ -193,12 +193,20 @@ fn train_from_db(a: &TrainArgs, url: &str, checkpoint: &Path) -> Result<()> {
         epochs: a.epochs,
     };
     next_round(&mut ckpt, &uploads, next, url, &a.out)?;
+    let after = model_version(&ckpt.model)?;
+    let change = if after == version {
+        format!(
+            "model version {version} unchanged: no fit beat the weights it started from \
+             on validation NDCG@10, so they were kept"
+        )
+    } else {
+        format!("model version {version} → {after}")
+    };
     println!(
-        "{}: MC2-SF after round {} (from {}, model version {version} → {})",
+        "{}: MC2-SF after round {} (from {}, {change})",
         a.out.display(),
         ckpt.config.round,
         checkpoint.display(),
-        model_version(&ckpt.model)?
     );
     Ok(())
 }

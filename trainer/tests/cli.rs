@@ -301,6 +301,23 @@ fn train_from_db_continues_a_checkpoint_on_what_devices_uploaded() {
         serde_json::from_slice(&std::fs::read(next.join("checkpoint.json")).unwrap()).unwrap();
     assert_eq!(saved["round"], 2, "one more round of Algorithm 1");
     assert_eq!(saved["dataset"], db.as_str());
+    // The weights change exactly when a fit of round 2 kept one of its epochs, and the
+    // output says which it was.
+    use slowfast_trainer::checkpoint::{model_version, Checkpoint};
+    let version = |dir: &Path| model_version(&Checkpoint::load(dir).unwrap().model).unwrap();
+    let (before, after) = (version(Path::new(ckpt)), version(&next));
+    let fits = saved["log"]["fits"].as_array().unwrap();
+    let round_2_kept = (fits.iter())
+        .filter(|f| f[0].as_str().unwrap().ends_with("round 2"))
+        .flat_map(|f| f[1].as_array().unwrap())
+        .any(|e| e["kept"] == true);
+    assert_eq!(before != after, round_2_kept, "{fits:?}");
+    let said = if before == after {
+        format!("model version {before} unchanged")
+    } else {
+        format!("model version {before} → {after}")
+    };
+    assert!(out.contains(&said), "{out}");
 
     let o = slowfast(&[
         "train",

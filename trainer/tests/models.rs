@@ -5,10 +5,13 @@ mod planted;
 
 use planted::{assert_beat_random, small, synthetic};
 use slowfast_trainer::baselines::{Zoo, ZooConfig};
+use slowfast_trainer::checkpoint::model_version;
 use slowfast_trainer::data::{Dataset, EventKind};
 use slowfast_trainer::eval::protocol::{query, Scorer};
 use slowfast_trainer::eval::sampler::{sample_cases, Case, NEGATIVES};
+use slowfast_trainer::models::slowfast::{SlowFast, Step, Variant};
 use slowfast_trainer::models::train::TrainConfig;
+use slowfast_trainer::models::ModelConfig;
 
 /// `model`'s scores of the first 40 cases' candidates, through its view of the data.
 fn scores_of(data: &Dataset, cases: &[Case], model: &dyn Scorer) -> Vec<f32> {
@@ -133,4 +136,36 @@ fn mc2sf_and_mc2sf_plus_sharing_slow_round_one_train_as_if_alone() {
         trained[0][0].1, trained[0][1].1,
         "MC2-SF and MC2-SF+ differ"
     );
+}
+
+/// A fit ends with its best validation epoch's weights and marks that epoch `kept`; a fit none
+/// of whose epochs beats the weights it starts from (here: a learning rate of 0) ends with
+/// them, unchanged to the last bit, and marks no epoch.
+#[test]
+fn a_fit_marks_the_epoch_it_keeps_and_keeps_its_start_when_no_epoch_beats_it() {
+    let data = small();
+    let model = SlowFast::new(
+        Variant::Din,
+        data.split.num_items,
+        ModelConfig::default(),
+        1,
+    )
+    .unwrap();
+    let cfg = TrainConfig {
+        max_epochs: 3,
+        patience: 3,
+        ..quick().train
+    };
+    let (_, epochs) = model.fit_step(&data.split, &cfg, Step::Slow(1)).unwrap();
+    let kept: Vec<_> = epochs.iter().filter(|e| e.kept).collect();
+    assert_eq!(kept.len(), 1, "{epochs:?}");
+    let best = epochs.iter().map(|e| e.valid_ndcg10).fold(0.0, f64::max);
+    assert_eq!(kept[0].valid_ndcg10, best, "{epochs:?}");
+
+    let before = model_version(&model).unwrap();
+    let frozen = TrainConfig { lr: 0.0, ..cfg };
+    let (_, epochs) = model.fit_step(&data.split, &frozen, Step::Slow(1)).unwrap();
+    assert_eq!(epochs.len(), 3, "every epoch ties the start, none beats it");
+    assert!(epochs.iter().all(|e| !e.kept), "{epochs:?}");
+    assert_eq!(model_version(&model).unwrap(), before);
 }

@@ -95,25 +95,43 @@ pub struct Online {
 }
 
 impl Online {
-    /// The table of the README: per day and arm, then every day together.
+    /// The table of the README: per day and arm, then every day together. A day whose model
+    /// version is the day before's is marked: that night's round of Algorithm 1 changed no
+    /// weight, because none of its fits beat the weights it started from on validation
+    /// ([`crate::models::train::fit`]), and the server kept serving the same model.
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "Online metrics: {} devices, {} simulated days of {} visits each\n\n\
              | day | arm | model version | CTR@10 | NDCG@10 |\n|---|---|---|---|---|\n",
             self.devices, self.days, self.visits_per_day
         );
+        let unchanged = |r: &DayRow| {
+            (self.days_rows.iter())
+                .any(|p| p.arm == r.arm && p.day + 1 == r.day && p.model_version == r.model_version)
+        };
         let mut rows: Vec<&DayRow> = self.days_rows.iter().collect();
         rows.sort_by_key(|r| r.day);
+        let mut kept = false;
         for r in rows.into_iter().chain(&self.overall) {
             let day = if r.day == 0 {
                 "all".to_owned()
             } else {
                 r.day.to_string()
             };
+            let mark = if r.day > 1 && unchanged(r) {
+                kept = true;
+                " (unchanged)"
+            } else {
+                ""
+            };
             s += &format!(
-                "| {day} | {} | {} | {:.4} | {:.4} |\n",
+                "| {day} | {} | {}{mark} | {:.4} | {:.4} |\n",
                 r.arm, r.model_version, r.ctr10, r.ndcg10
             );
+        }
+        if kept {
+            s += "\n(unchanged): the night before's round of Algorithm 1 kept the weights it \
+                  started from, because none of its fits beat them on validation NDCG@10.\n";
         }
         s
     }
@@ -205,6 +223,19 @@ mod tests {
         let md = online.markdown();
         assert!(md.contains("| 2 | MC²-SF | v2 | 0.2000 | 0.4000 |"), "{md}");
         assert!(md.contains("| all | MC²-SF |"), "{md}");
+        assert!(!md.contains("unchanged"), "{md}");
+        let mut same = online.clone();
+        same.days_rows[1].model_version = "v1".into();
+        same.days_rows.push(DayRow::new(Arm::FastOnly, 1, "v1", &t));
+        same.days_rows.push(DayRow::new(Arm::FastOnly, 2, "v3", &t));
+        let md = same.markdown();
+        assert!(md.contains("| 2 | MC²-SF | v1 (unchanged) |"), "{md}");
+        assert!(md.contains("| 2 | fast only | v3 |"), "{md}");
+        assert!(
+            md.contains("| 1 | MC²-SF | v1 |"),
+            "day 1 has no night before: {md}"
+        );
+        assert!(md.contains("kept the weights it started from"), "{md}");
         let dir = tempfile::tempdir().unwrap();
         online.write(dir.path()).unwrap();
         let svg = std::fs::read_to_string(dir.path().join("online.svg")).unwrap();

@@ -85,6 +85,7 @@ mod tests {
             valid_ndcg10: 0.1 * epoch as f64,
             samples_per_s: 1.0,
             train_s: 1.0,
+            kept: false,
         };
         let logs = vec![
             (

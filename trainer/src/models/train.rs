@@ -137,9 +137,17 @@ pub struct EpochLog {
     /// Seconds spent on the epoch's training steps (validation excluded).
     #[serde(default)]
     pub train_s: f64,
+    /// Whether the fit ended with this epoch's weights: the best validation epoch, or the
+    /// last one when there is nothing to validate on. A fit with no kept epoch ended with the
+    /// weights it started from, because no epoch beat them on validation (as a further round
+    /// of Algorithm 1 on new uploads may: see [`fit`]).
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// Fits `net`'s variables `vars` on `train`, keeping the weights of the best validation epoch.
+/// The weights it starts from are validated first and compete too: a fit whose every epoch
+/// scores below them ends where it started, and no epoch of its log is [`EpochLog::kept`].
 /// Without validation cases (a tiny or freshly uploaded data set) there is nothing to stop
 /// early on: every epoch runs and the last weights are kept.
 pub fn fit(
@@ -179,7 +187,9 @@ pub fn fit(
             "no validation cases: training every epoch, no early stopping"
         );
     }
-    let mut best = (valid.ndcg10(net, windows, &device)?, snapshot(vars)?);
+    // The best validation NDCG@10, the epoch it came from (0: the starting weights), and them.
+    let start = valid.ndcg10(net, windows, &device)?;
+    let mut best = (start, 0, snapshot(vars)?);
     let mut since_best = 0;
     let bar = progress(cfg.max_epochs * targets.div_ceil(per_batch), label);
     for epoch in 1..=cfg.max_epochs {
@@ -233,6 +243,7 @@ pub fn fit(
             valid_ndcg10: ndcg,
             samples_per_s,
             train_s,
+            kept: false,
         };
         tracing::debug!(label, ?log, "epoch");
         bar.set_message(format!(
@@ -244,7 +255,7 @@ pub fn fit(
             continue;
         }
         if ndcg > best.0 {
-            best = (ndcg, snapshot(vars)?);
+            best = (ndcg, epoch, snapshot(vars)?);
             since_best = 0;
         } else {
             since_best += 1;
@@ -254,8 +265,20 @@ pub fn fit(
         }
     }
     bar.finish_and_clear();
-    if validated {
-        restore(vars, &best.1)?;
+    let kept = if validated {
+        restore(vars, &best.2)?;
+        best.1
+    } else {
+        logs.len()
+    };
+    match kept.checked_sub(1) {
+        Some(last) => logs[last].kept = true,
+        None if !logs.is_empty() => tracing::info!(
+            label,
+            start,
+            "no epoch beat the starting weights' validation NDCG@10: kept them"
+        ),
+        None => {}
     }
     Ok(logs)
 }
