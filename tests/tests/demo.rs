@@ -48,6 +48,7 @@ fn small(out: &std::path::Path) -> DemoConfig {
         retrain: NextRound {
             rounds: 1,
             epochs: 2,
+            lr: None,
         },
         sync_max_events: 15,
         threads: 2,

@@ -42,9 +42,10 @@ pub struct TrainArgs {
     /// The most epochs per fit (early stopping on validation NDCG@10 may stop sooner).
     #[arg(long, default_value_t = TrainConfig::default().max_epochs)]
     epochs: usize,
-    /// Adam's learning rate (paper: 5e-4).
-    #[arg(long, default_value_t = TrainConfig::default().lr)]
-    lr: f64,
+    /// Adam's learning rate [default: 5e-4, the paper's; with --resume or --from-db: the
+    /// checkpoint's].
+    #[arg(long)]
+    lr: Option<f64>,
     /// Continue the checkpoint in `--out` from the round after the last one it saved.
     #[arg(long)]
     resume: bool,
@@ -131,6 +132,9 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             )));
         }
         ckpt.config.rounds = a.rounds.unwrap_or(DEFAULT_ROUNDS);
+        if let Some(lr) = a.lr {
+            ckpt.config.train.lr = lr;
+        }
         ckpt
     } else {
         Checkpoint::init(CheckpointConfig {
@@ -139,7 +143,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             model: ModelConfig::default(),
             train: TrainConfig {
                 max_epochs: a.epochs,
-                lr: a.lr,
+                lr: a.lr.unwrap_or(TrainConfig::default().lr),
                 seed: a.seed,
                 ..TrainConfig::default()
             },
@@ -191,6 +195,7 @@ fn train_from_db(a: &TrainArgs, url: &str, checkpoint: &Path) -> Result<()> {
     let next = NextRound {
         rounds: a.rounds.unwrap_or(1),
         epochs: a.epochs,
+        lr: a.lr,
     };
     next_round(&mut ckpt, &uploads, next, url, &a.out)?;
     let after = model_version(&ckpt.model)?;

@@ -361,6 +361,9 @@ struct DemoArgs {
     /// Adam's learning rate: the paper's 5e-4 needs many more epochs than a demo can spend.
     #[arg(long, default_value_t = DemoConfig::default().train.lr)]
     lr: f64,
+    /// Adam's learning rate of each nightly next round.
+    #[arg(long, default_value_t = slowfast_trainer::demo::RETRAIN_LR)]
+    retrain_lr: f64,
     /// Seed of the weights, the training and the users' random streams.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -391,6 +394,7 @@ impl DemoArgs {
             },
             retrain: slowfast_trainer::retrain::NextRound {
                 epochs: self.retrain_epochs,
+                lr: Some(self.retrain_lr),
                 ..d.retrain
             },
             threads: self.threads,

@@ -105,6 +105,12 @@ pub struct NextRound {
     pub rounds: usize,
     /// The most epochs per fit (early stopping may stop sooner).
     pub epochs: usize,
+    /// Adam's learning rate for these rounds; the checkpoint's when `None`. A round starts Adam
+    /// afresh (its moments are not checkpointed), so its first steps move every weight by
+    /// about the learning rate: a continuation wants a smaller one than a model trained from
+    /// scratch, or its epochs may all validate below the weights it started from (which
+    /// [`fit`](crate::models::train::fit) then keeps).
+    pub lr: Option<f64>,
 }
 
 /// Trains `ckpt` for `next.rounds` more rounds of Algorithm 1 on `uploads`, saving to `out`
@@ -133,6 +139,9 @@ pub fn next_round(
     config.dataset = source.to_owned();
     config.rounds = config.round + next.rounds;
     config.train.max_epochs = next.epochs;
+    if let Some(lr) = next.lr {
+        config.train.lr = lr;
+    }
     ckpt.train(&uploads.split, out)
 }
 

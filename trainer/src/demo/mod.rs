@@ -69,6 +69,9 @@ pub struct DemoConfig {
     pub arms: Vec<Arm>,
 }
 
+/// Adam's learning rate of the demo's nightly rounds (see [`DemoConfig::default`]).
+pub const RETRAIN_LR: f64 = 2e-3;
+
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
@@ -85,9 +88,15 @@ impl Default for DemoConfig {
                 ..TrainConfig::default()
             },
             rounds: 1,
+            // A fifth of the initial rate: each night's round starts Adam afresh from trained
+            // weights (see `NextRound::lr`). At 1e-2 the first night's MC²-SF round kept its
+            // starting weights on seeds 1 and 2 of the demo; at 2e-3 every round changed the
+            // model, and MC²-SF's CTR@10 over the three days rose 0.0912 → 0.0945 (seed 1) and
+            // 0.0953 → 0.0992 (seed 2).
             retrain: NextRound {
                 rounds: 1,
                 epochs: 1,
+                lr: Some(RETRAIN_LR),
             },
             sync_max_events: 50,
             threads: 2,

@@ -46,8 +46,28 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Adam over named variables; names ending in `_emb` are embedding tables.
+    /// Adam over named variables; names ending in `_emb` are embedding tables. A learning
+    /// rate or L2 weight that is negative or not finite, `eps` not above 0 or a β outside
+    /// [0, 1) is an [`InvalidArgument`](crate::TrainerError::InvalidArgument): it would turn
+    /// every weight into NaN or send it the wrong way.
     pub fn new(vars: &[(String, Var)], cfg: AdamConfig) -> Result<Adam> {
+        let AdamConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            l2,
+        } = cfg;
+        let valid = [lr, l2].iter().all(|x| x.is_finite() && *x >= 0.0)
+            && eps.is_finite()
+            && eps > 0.0
+            && [beta1, beta2].iter().all(|b| (0.0..1.0).contains(b));
+        if !valid {
+            return Err(crate::TrainerError::InvalidArgument(format!(
+                "Adam needs a finite learning rate and L2 weight >= 0, eps > 0 and betas in \
+                 [0, 1); got lr {lr}, l2 {l2}, eps {eps}, betas ({beta1}, {beta2})"
+            )));
+        }
         let vars = vars
             .iter()
             .map(|(name, v)| {
@@ -125,6 +145,36 @@ mod tests {
         };
         assert!((run(0.0) - 1.0).abs() < 1e-2);
         assert!((run(1.0) - 2.0 / 3.0).abs() < 1e-2);
+    }
+
+    #[test]
+    fn hyper_parameters_that_would_break_the_weights_are_refused() {
+        let x = [("x".to_owned(), Var::new(&[3.0f32], &Device::Cpu).unwrap())];
+        let d = AdamConfig::default();
+        for bad in [
+            AdamConfig { lr: f64::NAN, ..d },
+            AdamConfig { lr: -1e-3, ..d },
+            AdamConfig {
+                lr: f64::INFINITY,
+                ..d
+            },
+            AdamConfig { l2: -1.0, ..d },
+            AdamConfig { eps: 0.0, ..d },
+            AdamConfig { beta1: 1.0, ..d },
+            AdamConfig { beta2: -0.1, ..d },
+        ] {
+            let err = Adam::new(&x, bad).unwrap_err().to_string();
+            assert!(err.contains("Adam needs"), "{bad:?}: {err}");
+        }
+        assert!(Adam::new(
+            &x,
+            AdamConfig {
+                lr: 0.0,
+                l2: 0.0,
+                ..d
+            }
+        )
+        .is_ok());
     }
 
     #[test]
