@@ -231,10 +231,10 @@ impl Input {
 struct EvalArgs {
     #[command(flatten)]
     input: Input,
-    /// Comma-separated model names, or `all` (every row of the paper's tables). The rows on
-    /// MC²-SF's data, `X (fast phase)`, `DIN+X (fast phase)` and
-    /// `DIN+X (fast phase with DIN e_i)` for X in FM, NeuMF, GRU4Rec, are named one by one; an
-    /// unknown name's error lists every known one.
+    /// Comma-separated model names, or `all` (every row of the paper's tables, then
+    /// `GRU4Rec+`, `DIN+GRU4Rec+` and `MC2-SF+`, which learn from every training click).
+    /// `FM+`, `NeuMF+`, `DIN+FM+`, `DIN+NeuMF+` and `DIN+X (from scratch)` for X in FM,
+    /// NeuMF, GRU4Rec are named one by one; an unknown name's error lists every known one.
     #[arg(long, default_value = "all")]
     models: String,
     /// Number of seeds (1, 2, …, N); results are mean ± std over them.
@@ -517,7 +517,7 @@ fn stats_cmd(input: &Input, json: bool) -> Result<()> {
 fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let data = a.input.load()?;
     let models = baselines::parse_list(&a.models)?;
-    // As a shell takes it back: `--models "DIN+GRU4Rec (fast phase)"` keeps its quotes.
+    // As a shell takes it back: `--models "DIN+GRU4Rec (from scratch)"` keeps its quotes.
     let args: Vec<String> = std::env::args().collect();
     let command =
         shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "));

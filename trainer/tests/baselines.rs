@@ -76,18 +76,18 @@ fn every_baseline_beats_random_after_a_few_epochs() {
     let mut zoo = Zoo::new(&data.split, 1, quick());
     let baselines = [
         "Caser",
-        "FM",
-        "NeuMF",
-        "GRU4Rec",
+        "FM+",
+        "NeuMF+",
+        "GRU4Rec+",
         "SASRec",
-        "DIN+FM",
-        "DIN+NeuMF",
-        "DIN+GRU4Rec",
+        "DIN+FM+",
+        "DIN+NeuMF+",
+        "DIN+GRU4Rec+",
     ];
     assert_beat_random(&data, &mut zoo, &baselines);
     let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
-        names.contains(&"DIN+GRU4Rec") && names.contains(&"SASRec"),
+        names.contains(&"DIN+GRU4Rec+") && names.contains(&"SASRec"),
         "{names:?}"
     );
 }
@@ -168,11 +168,11 @@ fn every_parameter_of_every_baseline_gets_a_gradient() {
     }
 }
 
-/// The vanilla combinations on equal data with MC²-SF's fast component: `X` does not start
-/// from the stand-alone `X` (which is never trained for them), and with `DIN e_i` every item
-/// table of `X` starts as DIN's embeddings.
+/// The vanilla combinations on the fast phase do not start from a stand-alone `X` (which is
+/// never trained for them); the table's `DIN+X` starts every item table of `X` as DIN's
+/// embeddings, `DIN+X (from scratch)` none.
 #[test]
-fn equal_data_combinations_start_x_as_named() {
+fn combinations_start_x_as_named() {
     let data = small();
     let config = quick_epochs(0);
     let din = std::sync::Arc::new(
@@ -200,40 +200,42 @@ fn equal_data_combinations_start_x_as_named() {
             3,
         )
     };
-    let with_e = item_tables(&started(Start::FastPhaseDinEmbeddings).unwrap());
+    let with_e = item_tables(&started(Start::DinEmbeddings).unwrap());
     assert_eq!(
         with_e.len(),
         2,
         "GRU4Rec's input and output item tables: {with_e:?}"
     );
     assert!(with_e.iter().all(|(_, d)| *d == 0.0), "{with_e:?}");
-    let fresh = item_tables(&started(Start::FastPhase).unwrap());
+    let fresh = item_tables(&started(Start::Scratch).unwrap());
     assert!(fresh.iter().all(|(_, d)| *d > 0.0), "{fresh:?}");
-    let Err(err) = started(Start::Trained) else {
-        panic!("DIN+GRU4Rec without its trained GRU4Rec")
+    let Err(err) = started(Start::EveryClick) else {
+        panic!("DIN+GRU4Rec+ without its trained GRU4Rec+")
     };
     let err = err.to_string();
     assert!(
-        err.contains("needs the trained stand-alone GRU4Rec"),
+        err.contains("needs the trained stand-alone GRU4Rec+"),
         "{err}"
     );
 
-    // Through the zoo: the fast-phase combination trains DIN and itself, never GRU4Rec alone.
+    // Through the zoo: the fast-phase combinations train DIN and themselves, never GRU4Rec
+    // alone; `DIN+GRU4Rec+` trains `GRU4Rec+` first and reuses DIN.
     let mut zoo = Zoo::new(&data.split, 1, config);
-    zoo.scorer("DIN+GRU4Rec (fast phase)").unwrap();
-    let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["DIN", "DIN+GRU4Rec (fast phase)"]);
     zoo.scorer("DIN+GRU4Rec").unwrap();
+    zoo.scorer("DIN+GRU4Rec (from scratch)").unwrap();
     let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names[2..], ["GRU4Rec", "DIN+GRU4Rec"]);
+    assert_eq!(names, ["DIN", "DIN+GRU4Rec", "DIN+GRU4Rec (from scratch)"]);
+    zoo.scorer("DIN+GRU4Rec+").unwrap();
+    let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[3..], ["GRU4Rec+", "DIN+GRU4Rec+"]);
 }
 
-/// `X (fast phase)` learns from the fast phase's clicks only, the ones MC²-SF's fast component
-/// learns from: each epoch trains on exactly those positives (and their negatives), where the
-/// table's `X` trains on every click of both phases; through the zoo it trains itself and
-/// nothing else. A slow-side baseline has no such row.
+/// The table's fast-side `X` learns from the fast phase's clicks only, the ones MC²-SF's fast
+/// component learns from: each epoch trains on exactly those positives (and their negatives),
+/// where `X+` trains on every click of both phases; through the zoo each trains itself and
+/// nothing else. A slow-side baseline has no every-click row.
 #[test]
-fn fast_phase_baselines_train_on_the_fast_phase_only() {
+fn fast_side_baselines_train_on_the_fast_phase_and_x_plus_on_every_click() {
     let data = small();
     let config = quick_epochs(1);
     let per_epoch = |model: &Learned| -> f64 {
@@ -247,19 +249,21 @@ fn fast_phase_baselines_train_on_the_fast_phase_only() {
     let fast = rows(&positives(&data.split, Phase::Fast));
     let every = rows(&realtime_positives(&data.split));
     assert!(fast > 0.0 && fast < every / 2.0, "{fast} vs {every}");
-    let alone = Learned::train_fast_phase(&data.split, Arch::Fm, &config, 1).unwrap();
-    assert_eq!(per_epoch(&alone), fast);
-    assert_eq!(alone.log.fits[0].0, "FM (fast phase)");
     let table = Learned::train(&data.split, Arch::Fm, &config, 1).unwrap();
-    assert_eq!(per_epoch(&table), every);
+    assert_eq!(per_epoch(&table), fast);
+    assert_eq!(table.log.fits[0].0, "FM");
+    let plus = Learned::train_every_click(&data.split, Arch::Fm, &config, 1).unwrap();
+    assert_eq!(per_epoch(&plus), every);
+    assert_eq!(plus.log.fits[0].0, "FM+");
 
     let mut zoo = Zoo::new(&data.split, 1, config);
-    zoo.scorer("GRU4Rec (fast phase)").unwrap();
+    zoo.scorer("GRU4Rec").unwrap();
+    zoo.scorer("GRU4Rec+").unwrap();
     let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["GRU4Rec (fast phase)"]);
+    assert_eq!(names, ["GRU4Rec", "GRU4Rec+"]);
 
-    let Err(err) = Learned::train_fast_phase(&data.split, Arch::Caser, &config, 1) else {
-        panic!("Caser trained on the fast phase")
+    let Err(err) = Learned::train_every_click(&data.split, Arch::Caser, &config, 1) else {
+        panic!("Caser trained on every click")
     };
     assert!(err.to_string().contains("slow-side"), "{err}");
 }

@@ -5,17 +5,18 @@
 //!
 //! The ranking feature is DIN's score of the candidate from the slow phase (what the cloud
 //! sends with the candidate list), fed to the fast model as a real-valued input with a
-//! learned weight and bias: `ŷ = X(u, i, H^F) + w·y_S(i) + b`. The fast model `X` starts from
-//! its trained stand-alone weights and is tuned with the feature on the fast-training phase,
-//! where, as at test time, DIN's scores come from a slow phase it has seen in full and the
-//! targets are clicks it was not trained on. DIN's parameters stay fixed.
+//! learned weight and bias: `ŷ = X(u, i, H^F) + w·y_S(i) + b`. The fast model `X` is tuned
+//! with the feature on the fast-training phase, where, as at test time, DIN's scores come from
+//! a slow phase it has seen in full and the targets are clicks it was not trained on. DIN's
+//! parameters stay fixed.
 //!
-//! Where `X` starts ([`Start`]) is what the paper leaves open. The table's rows start it from
-//! the stand-alone `X`, which has learned from every training click of both phases: the
-//! strongest combination. Two more starts make the comparison with MC²-SF's fast component,
-//! which learns from the fast phase only, one on equal data (`--models` names them, `all`
-//! leaves them out): `X` from its seeded initialisation, and the same with `X`'s item
-//! embeddings starting as DIN's `e_i`, the embeddings MC²-SF's fast component reads.
+//! Where `X` starts ([`Start`]) is what the paper leaves open. The table's `DIN+X` starts
+//! `X`'s item embeddings as DIN's trained `e_i`, the embeddings MC²-SF's fast component reads,
+//! so that it learns from the same clicks (the fast phase, §5.1.1) and the same embeddings as
+//! MC²-SF's fast component: the strongest combination on that data. `DIN+X+` (beyond the
+//! paper, with `X+` and `MC2-SF+`) starts from the stand-alone `X+`, which has learned from
+//! every training click of both phases; `DIN+X (from scratch)` starts `X` from its seeded
+//! initialisation.
 
 use std::sync::Arc;
 
@@ -55,30 +56,25 @@ impl Net for DinPlus {
 /// Where `X` starts before it is tuned with DIN's scores on the fast phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
-    /// From the stand-alone `X`, trained on every training click: the table's `DIN+X`.
-    Trained,
-    /// From `X`'s seeded initialisation: `X` learns from the fast phase only, the clicks
-    /// MC²-SF's fast component learns from (`DIN+X (fast phase)`).
-    FastPhase,
-    /// As [`Start::FastPhase`], with every item-embedding table of `X` (`*item_emb`, and
-    /// GRU4Rec's output vectors `out_emb`) starting as DIN's trained `e_i`
-    /// (`DIN+X (fast phase with DIN e_i)`).
-    FastPhaseDinEmbeddings,
+    /// From `X`'s seeded initialisation, with every item-embedding table of `X` (`*item_emb`,
+    /// and GRU4Rec's output vectors `out_emb`) starting as DIN's trained `e_i`: the table's
+    /// `DIN+X`.
+    DinEmbeddings,
+    /// From the stand-alone `X+`, trained on every training click (`DIN+X+`).
+    EveryClick,
+    /// From `X`'s seeded initialisation (`DIN+X (from scratch)`).
+    Scratch,
 }
 
 impl Start {
-    pub const ALL: [Start; 3] = [
-        Start::Trained,
-        Start::FastPhase,
-        Start::FastPhaseDinEmbeddings,
-    ];
+    pub const ALL: [Start; 3] = [Start::DinEmbeddings, Start::EveryClick, Start::Scratch];
 
     /// The results.json name of `DIN+X` started this way.
     pub fn name(self, arch: Arch) -> String {
         let suffix = match self {
-            Start::Trained => "",
-            Start::FastPhase => " (fast phase)",
-            Start::FastPhaseDinEmbeddings => " (fast phase with DIN e_i)",
+            Start::DinEmbeddings => "",
+            Start::EveryClick => "+",
+            Start::Scratch => " (from scratch)",
         };
         format!("DIN+{}{suffix}", arch.name())
     }
@@ -92,8 +88,8 @@ pub fn parse(name: &str) -> Option<(Arch, Start)> {
         .find(|(arch, start)| start.name(*arch).eq_ignore_ascii_case(name))
 }
 
-/// `DIN+X`: `X` started as `start` says (`trained` is the stand-alone `X`, needed for
-/// [`Start::Trained`] only), then tuned with DIN's scores as a feature on the fast phase.
+/// `DIN+X`: `X` started as `start` says (`trained` is the stand-alone `X+`, needed for
+/// [`Start::EveryClick`] only), then tuned with DIN's scores as a feature on the fast phase.
 pub fn train(
     split: &Split,
     din: Arc<SlowFast>,
@@ -111,16 +107,16 @@ pub fn train(
     };
     let mut model = Learned::init(split, config, seed, arch.view(), build)?;
     match (start, trained) {
-        (Start::Trained, Some(trained)) => copy_vars(trained, &model)?,
-        (Start::Trained, None) => {
+        (Start::EveryClick, Some(trained)) => copy_vars(trained, &model)?,
+        (Start::EveryClick, None) => {
             return Err(TrainerError::InvalidArgument(format!(
                 "{} needs the trained stand-alone {}",
                 start.name(arch),
-                arch.name()
+                arch.every_click_name()
             )))
         }
-        (Start::FastPhase, _) => {}
-        (Start::FastPhaseDinEmbeddings, _) => {
+        (Start::Scratch, _) => {}
+        (Start::DinEmbeddings, _) => {
             for (name, var) in crate::models::named_vars(&model.varmap, &[]) {
                 if (name.ends_with("item_emb") || name.ends_with("out_emb"))
                     && var.dims() == din_emb.dims()

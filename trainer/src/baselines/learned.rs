@@ -1,16 +1,17 @@
 //! The learned baselines of paper §5.1.3 as one trainable, scoreable type: which data each
 //! trains on, which history it may see at test time, and the shared training loop.
 //!
-//! Fast-side baselines (FM, NeuMF, GRU4Rec) run on the device: they train on every
-//! training-phase click with its real-time windows (slow and fast phases; the fast phase's
-//! last click of each user is held out for early stopping) and see every event before the
-//! target at test time. Slow-side baselines (Caser, SASRec) train on the slow-phase clicks
-//! like DIN and see the slow phase only.
+//! As the paper reads, "each component is trained in the corresponding phase" (§5.1.1): a
+//! slow-side baseline (Caser, SASRec) trains on the slow-phase clicks like DIN and sees the
+//! slow phase only; a fast-side baseline `X` (FM, NeuMF, GRU4Rec, taken "as the fast
+//! component", §5.1.3) trains on the fast-phase clicks, the ones MC²-SF's fast component learns
+//! from, and sees every event before the target at test time. This is the README's chosen
+//! reading of the protocol (section "Which data each row learns from").
 //!
-//! `X (fast phase)` is the other reading of the paper for a fast-side `X`: "each component is
-//! trained in the corresponding phase" (§5.1.1), so `X`, taken "as the fast component"
-//! (§5.1.3), learns from the fast phase only, the clicks MC²-SF's fast component learns from.
-//! `--models` names these rows and `all` leaves them out.
+//! `X+` goes beyond the paper as `MC2-SF+` does: the fast-side `X` trained on every
+//! training-phase click with its real-time windows (slow and fast phases; the fast phase's
+//! last click of each user is held out for early stopping), the on-device model an engineer
+//! would train without the slow-fast split.
 
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
@@ -62,17 +63,17 @@ impl Arch {
         }
     }
 
-    /// The results.json name of the fast-side `X` trained on the fast phase only.
-    pub fn fast_phase_name(self) -> String {
-        format!("{} (fast phase)", self.name())
+    /// The results.json name of the fast-side `X` trained on every training click (`X+`).
+    pub fn every_click_name(self) -> String {
+        format!("{}+", self.name())
     }
 
-    /// The fast-side architecture whose [`Arch::fast_phase_name`] is `name` (ASCII case
+    /// The fast-side architecture whose [`Arch::every_click_name`] is `name` (ASCII case
     /// ignored).
-    pub fn parse_fast_phase(name: &str) -> Option<Arch> {
+    pub fn parse_every_click(name: &str) -> Option<Arch> {
         FAST_ARCHS
             .into_iter()
-            .find(|arch| arch.fast_phase_name().eq_ignore_ascii_case(name))
+            .find(|arch| arch.every_click_name().eq_ignore_ascii_case(name))
     }
 
     /// The prefix of the architecture's parameters.
@@ -106,12 +107,11 @@ impl Arch {
         })
     }
 
-    /// The training positives: slow-phase clicks for slow models, every training-phase click
-    /// with real-time windows for fast ones.
+    /// The training positives of the architecture's own phase (see the module doc).
     pub fn positives(self, split: &Split) -> Positives<'_> {
         match self.view() {
             View::Slow => positives(split, Phase::Slow),
-            View::RealTime => realtime_positives(split),
+            View::RealTime => positives(split, Phase::Fast),
         }
     }
 }
@@ -166,15 +166,16 @@ impl Learned {
         })
     }
 
-    /// `arch` trained on its positives of `split` with the seed.
+    /// `arch` trained on the positives of its own phase of `split` with the seed (the
+    /// paper's row `X`).
     pub fn train(split: &Split, arch: Arch, config: &ZooConfig, seed: u64) -> Result<Learned> {
         let data = arch.positives(split);
         Learned::train_on(split, arch, &data, config, seed, arch.name())
     }
 
-    /// The fast-side `arch` trained from its seeded initialisation on the fast phase only
-    /// (`X (fast phase)`, see the module doc); every event before the target at test time.
-    pub fn train_fast_phase(
+    /// The fast-side `arch` trained on every training-phase click with its real-time windows
+    /// (`X+`, see the module doc); every event before the target at test time.
+    pub fn train_every_click(
         split: &Split,
         arch: Arch,
         config: &ZooConfig,
@@ -182,12 +183,12 @@ impl Learned {
     ) -> Result<Learned> {
         if !FAST_ARCHS.contains(&arch) {
             return Err(TrainerError::InvalidArgument(format!(
-                "{} is a slow-side baseline; it has no fast-phase row",
+                "{} is a slow-side baseline; it has no every-click row",
                 arch.name()
             )));
         }
-        let data = positives(split, Phase::Fast);
-        Learned::train_on(split, arch, &data, config, seed, &arch.fast_phase_name())
+        let data = realtime_positives(split);
+        Learned::train_on(split, arch, &data, config, seed, &arch.every_click_name())
     }
 
     fn train_on(

@@ -32,8 +32,11 @@ use crate::models::slowfast::{SlowFast, SlowFastScorer, Step, TrainLog, Variant}
 use crate::models::train::{EpochLog, TrainConfig};
 use crate::models::ModelConfig;
 
-/// Every model name of results.json, in the paper's Table 2 order (harness checks first).
-pub const ALL_MODELS: [&str; 14] = [
+/// Every model name of results.json, in the paper's Table 2 order (harness checks first),
+/// then the rows beyond the paper: the strongest fast side trained on every click (`GRU4Rec+`,
+/// `DIN+GRU4Rec+`, see [`learned`]) and `MC2-SF+`, whose fast component learns from the same
+/// clicks.
+pub const ALL_MODELS: [&str; 16] = [
     "Random",
     "Pop",
     "FM",
@@ -47,27 +50,30 @@ pub const ALL_MODELS: [&str; 14] = [
     "DIN+GRU4Rec",
     "DIN w/ F2S",
     "MC2-SF",
+    "GRU4Rec+",
+    "DIN+GRU4Rec+",
     "MC2-SF+",
 ];
 
-/// The fast-side rows on equal data with MC²-SF's fast component, which learns from the fast
-/// phase only: `X (fast phase)` (see [`learned`]), then the vanilla combinations
-/// `DIN+X (fast phase)` and `DIN+X (fast phase with DIN e_i)` (see [`din_plus::Start`]).
-/// `--models` names them, `all` leaves them out, as the paper has no such rows.
-pub fn equal_data_models() -> Vec<String> {
-    let alone = learned::FAST_ARCHS.map(Arch::fast_phase_name);
+/// The rows `--models` names one by one and `all` leaves out: `FM+`, `NeuMF+` and their
+/// `DIN+X+` (the weaker fast sides on every click, see [`learned`]), and `DIN+X (from
+/// scratch)` for every fast-side `X` (see [`din_plus::Start`]).
+pub fn extra_models() -> Vec<String> {
+    let alone = learned::FAST_ARCHS.map(Arch::every_click_name);
     let combined = (learned::FAST_ARCHS.into_iter()).flat_map(|arch| {
         (din_plus::Start::ALL.into_iter())
-            .filter(|s| *s != din_plus::Start::Trained)
+            .filter(|s| *s != din_plus::Start::DinEmbeddings)
             .map(move |s| s.name(arch))
     });
-    alone.into_iter().chain(combined).collect()
+    (alone.into_iter().chain(combined))
+        .filter(|name| !ALL_MODELS.contains(&name.as_str()))
+        .collect()
 }
 
 /// Every name `--models` accepts besides `all`.
 fn known_models() -> String {
     let mut known: Vec<String> = ALL_MODELS.iter().map(|m| m.to_string()).collect();
-    known.extend(equal_data_models());
+    known.extend(extra_models());
     known.join(", ")
 }
 
@@ -103,7 +109,8 @@ pub struct Zoo<'a> {
     /// fit round 1's slow component on the same data with the same seed, so the fit is the
     /// same and is done once per seed.
     slow_round_1: Option<(SlowFast, (String, Vec<EpochLog>))>,
-    learned: HashMap<Arch, Arc<Learned>>,
+    /// The stand-alone learned baselines by architecture and whether on every click (`X+`).
+    learned: HashMap<(Arch, bool), Arc<Learned>>,
     /// The training curves of every model trained so far, by model name.
     pub logs: Vec<(String, TrainLog)>,
 }
@@ -136,13 +143,13 @@ impl<'a> Zoo<'a> {
             "DIN w/ F2S" => slowfast(self, Variant::Mc2sf, View::Slow),
             "MC2-SF" => slowfast(self, Variant::Mc2sf, View::RealTime),
             "MC2-SF+" => slowfast(self, Variant::Mc2sfPlus, View::RealTime),
-            "FM" => Ok(Box::new(self.learned(Arch::Fm)?)),
-            "NeuMF" => Ok(Box::new(self.learned(Arch::NeuMf)?)),
-            "GRU4Rec" => Ok(Box::new(self.learned(Arch::Gru4Rec)?)),
-            "Caser" => Ok(Box::new(self.learned(Arch::Caser)?)),
-            "SASRec" => Ok(Box::new(self.learned(Arch::SasRec)?)),
-            other => match (Arch::parse_fast_phase(other), din_plus::parse(other)) {
-                (Some(arch), _) => Ok(Box::new(self.fast_phase(arch)?)),
+            "FM" => Ok(Box::new(self.learned(Arch::Fm, false)?)),
+            "NeuMF" => Ok(Box::new(self.learned(Arch::NeuMf, false)?)),
+            "GRU4Rec" => Ok(Box::new(self.learned(Arch::Gru4Rec, false)?)),
+            "Caser" => Ok(Box::new(self.learned(Arch::Caser, false)?)),
+            "SASRec" => Ok(Box::new(self.learned(Arch::SasRec, false)?)),
+            other => match (Arch::parse_every_click(other), din_plus::parse(other)) {
+                (Some(arch), _) => Ok(Box::new(self.learned(arch, true)?)),
                 (None, Some((arch, start))) => self.din_plus(arch, start),
                 (None, None) => Err(TrainerError::InvalidArgument(format!(
                     "unknown model {other:?}; known: {}",
@@ -194,22 +201,21 @@ impl<'a> Zoo<'a> {
 }
 
 impl Zoo<'_> {
-    /// The learned baseline `arch`, trained once per seed.
-    fn learned(&mut self, arch: Arch) -> Result<Arc<Learned>> {
-        if let Some(m) = self.learned.get(&arch) {
+    /// The learned baseline `arch` (on every click: `X+`), trained once per seed.
+    fn learned(&mut self, arch: Arch, every_click: bool) -> Result<Arc<Learned>> {
+        if let Some(m) = self.learned.get(&(arch, every_click)) {
             return Ok(m.clone());
         }
-        let model = Learned::train(self.split, arch, &self.config, self.seed)?;
-        self.logs.push((arch.name().to_owned(), model.log.clone()));
+        let (model, name) = if every_click {
+            let model = Learned::train_every_click(self.split, arch, &self.config, self.seed)?;
+            (model, arch.every_click_name())
+        } else {
+            let model = Learned::train(self.split, arch, &self.config, self.seed)?;
+            (model, arch.name().to_owned())
+        };
+        self.logs.push((name, model.log.clone()));
         let model = Arc::new(model);
-        self.learned.insert(arch, model.clone());
-        Ok(model)
-    }
-
-    /// The fast-side `X` trained on the fast phase only (`X (fast phase)`).
-    fn fast_phase(&mut self, arch: Arch) -> Result<Learned> {
-        let model = Learned::train_fast_phase(self.split, arch, &self.config, self.seed)?;
-        self.logs.push((arch.fast_phase_name(), model.log.clone()));
+        self.learned.insert((arch, every_click), model.clone());
         Ok(model)
     }
 
@@ -218,7 +224,7 @@ impl Zoo<'_> {
     fn din_plus(&mut self, arch: Arch, start: din_plus::Start) -> Result<Box<dyn Scorer>> {
         let din = self.slowfast(Variant::Din)?;
         let trained = match start {
-            din_plus::Start::Trained => Some(self.learned(arch)?),
+            din_plus::Start::EveryClick => Some(self.learned(arch, true)?),
             _ => None,
         };
         let model = din_plus::train(
@@ -244,8 +250,8 @@ pub fn parse_list(list: &str) -> Result<Vec<String>> {
             names.extend(ALL_MODELS.iter().map(|n| n.to_string()));
         } else if let Some(known) = ALL_MODELS.iter().find(|m| m.eq_ignore_ascii_case(name)) {
             names.push(known.to_string());
-        } else if let Some(arch) = Arch::parse_fast_phase(name) {
-            names.push(arch.fast_phase_name());
+        } else if let Some(arch) = Arch::parse_every_click(name) {
+            names.push(arch.every_click_name());
         } else if let Some((arch, start)) = din_plus::parse(name) {
             names.push(start.name(arch));
         } else {
@@ -271,37 +277,41 @@ mod tests {
         assert_eq!(parse_list("pop, Random").unwrap(), ["Pop", "Random"]);
         assert_eq!(parse_list("all").unwrap(), ALL_MODELS);
         assert_eq!(
-            parse_list(
-                "din+gru4rec (FAST PHASE), DIN+FM (fast phase with DIN e_i), fm (Fast Phase)"
-            )
-            .unwrap(),
+            parse_list("din+gru4rec (FROM SCRATCH), DIN+fm+, fm+, gru4rec+, din+neumf").unwrap(),
             [
-                "DIN+GRU4Rec (fast phase)",
-                "DIN+FM (fast phase with DIN e_i)",
-                "FM (fast phase)"
+                "DIN+GRU4Rec (from scratch)",
+                "DIN+FM+",
+                "FM+",
+                "GRU4Rec+",
+                "DIN+NeuMF"
             ]
         );
         let all = parse_list("all").unwrap();
-        for extra in equal_data_models() {
-            assert!(!all.contains(&extra), "`all` leaves out {extra}");
-            assert_eq!(parse_list(&extra).unwrap(), std::slice::from_ref(&extra));
+        let extra = extra_models();
+        assert_eq!(
+            extra,
+            [
+                "FM+",
+                "NeuMF+",
+                "DIN+FM+",
+                "DIN+FM (from scratch)",
+                "DIN+NeuMF+",
+                "DIN+NeuMF (from scratch)",
+                "DIN+GRU4Rec (from scratch)"
+            ]
+        );
+        for name in &extra {
+            assert!(!all.contains(name), "`all` leaves out {name}");
+            assert_eq!(parse_list(name).unwrap(), std::slice::from_ref(name));
         }
-        assert_eq!(equal_data_models().len(), 9);
-        for name in ALL_MODELS
-            .map(String::from)
-            .into_iter()
-            .chain(equal_data_models())
-        {
+        for name in ALL_MODELS.map(String::from).into_iter().chain(extra) {
             assert!(!name.contains(','), "{name}: lists are comma-separated");
         }
-        assert!(
-            parse_list("Caser (fast phase)").is_err(),
-            "a slow-side baseline"
-        );
-        let err = parse_list("DIN+GRU4Rec (slow phase)")
+        assert!(parse_list("Caser+").is_err(), "a slow-side baseline");
+        let err = parse_list("DIN+GRU4Rec (fast phase)")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("DIN+NeuMF (fast phase with DIN e_i)"), "{err}");
+        assert!(err.contains("DIN+NeuMF (from scratch)"), "{err}");
         assert!(parse_list("Popp")
             .unwrap_err()
             .to_string()
