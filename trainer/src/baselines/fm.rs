@@ -5,8 +5,8 @@
 //! `ŷ(u, i) = w0 + w_u + w_i + ⟨v_u, v_i⟩`.
 //!
 //! With one-hot fields the second-order sum `Σ_{j<k} ⟨v_j, v_k⟩ x_j x_k` reduces to the single
-//! user–item interaction. A fast-side baseline: its user factors are trained on every
-//! training-phase click, fast phase included.
+//! user–item interaction. A fast-side baseline: its factors are trained on the fast phase
+//! (`FM+`: on every training-phase click, see [`super::learned`]).
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;

@@ -23,6 +23,9 @@ pub struct Protocol {
     pub ties: String,
     pub slow_view: String,
     pub fast_view: String,
+    /// Which clicks each row learns from (empty in results written before it was recorded).
+    #[serde(default)]
+    pub training: String,
     /// How fits stop early (empty in results written before it was recorded).
     #[serde(default)]
     pub validation: String,
@@ -116,6 +119,7 @@ impl Results {
             ("ties", self.protocol.ties.clone()),
             ("slow models see", self.protocol.slow_view.clone()),
             ("fast models see", self.protocol.fast_view.clone()),
+            ("training", self.protocol.training.clone()),
             ("validation", self.protocol.validation.clone()),
             ("spread", self.protocol.spread.clone()),
         ] {
@@ -173,6 +177,7 @@ mod tests {
                 ties: "pessimistic".into(),
                 slow_view: "slow".into(),
                 fast_view: "fast".into(),
+                training: "t".into(),
                 validation: "v".into(),
                 spread: "sample std".into(),
                 users: 3,
@@ -214,5 +219,24 @@ mod tests {
             md.contains("| HR@1 | – | 0.5505 |"),
             "paper's DIN value beside ours:\n{md}"
         );
+        assert!(md.contains("- **training**: t\n"), "{md}");
+    }
+
+    /// results.json written before a protocol field was recorded still loads, the field
+    /// empty, and its markdown leaves the line out.
+    #[test]
+    fn older_results_load_without_the_later_protocol_fields() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        let protocol = v["protocol"].as_object_mut().unwrap();
+        protocol.remove("training");
+        protocol.remove("validation");
+        let old: Results = serde_json::from_value(v).unwrap();
+        assert_eq!(old.protocol.training, "");
+        let md = old.markdown();
+        assert!(
+            !md.contains("**training**") && !md.contains("**validation**"),
+            "{md}"
+        );
+        assert!(md.contains("- **ties**: pessimistic"), "{md}");
     }
 }

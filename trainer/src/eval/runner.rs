@@ -179,6 +179,11 @@ fn protocol(data: &Dataset, cases_per_seed: usize, max_valid: usize) -> Protocol
         ties: "pessimistic: negatives scoring >= the positive rank above it".into(),
         slow_view: "the slow-training phase only".into(),
         fast_view: "every event before the target (real time)".into(),
+        training: "each component in its own phase (paper §5.1.1): the slow side (Caser, \
+                   SASRec, DIN, DIN w/ F2S) on the slow phase, the fast side (FM, NeuMF, \
+                   GRU4Rec, DIN+X, MC2-SF) on the fast phase; rows ending in + (beyond the \
+                   paper) also on the slow phase's clicks with their real-time windows"
+            .into(),
         validation: format!(
             "early stopping on NDCG@10 of the first {max_valid} users' last click of the \
              phase a fit trains on (held out of training, against 99 items unseen before \
