@@ -117,6 +117,14 @@ fn demo_trains_serves_syncs_retrains_and_updates_every_arm() {
     for name in ["online.json", "online.md", "online.svg"] {
         assert!(dir.path().join(name).is_file(), "{name} written");
     }
+
+    // Run again into the same directory: the arms start afresh, not from the first run's
+    // databases, so every row repeats.
+    let again = demo::run(&cfg).unwrap();
+    assert_eq!(
+        serde_json::to_value(&again.online).unwrap(),
+        serde_json::to_value(online).unwrap()
+    );
 }
 
 /// A bundle of seeded random weights over 20 items.

@@ -239,6 +239,11 @@ fn run_arm(
     inputs: &ArmInputs<'_>,
 ) -> Result<(Vec<DayRow>, DayRow, ArmRun)> {
     let dir = cfg.out.join(arm.slug());
+    // The arm's directory is the demo's own: each run starts its server and phones afresh,
+    // never from an earlier run's database, whose uploads would change every number.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| TrainerError::io(&dir, e))?;
+    }
     let mut cloud = Cloud::start(
         &dir.join("server"),
         inputs.bundle,
