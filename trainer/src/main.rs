@@ -178,6 +178,10 @@ struct SynthArgs {
     /// user's history (a negative impression only the exposures show; at most 3).
     #[arg(long, default_value_t = SynthConfig::default().fading_topics)]
     fading_topics: usize,
+    /// Probability per session break that a user starts a temporary aversion: one of their top
+    /// three taste topics is ignored for the next 15–40 clicks (in [0, 1]).
+    #[arg(long, default_value_t = SynthConfig::default().aversion_rate)]
+    aversion_rate: f64,
     #[arg(long)]
     out: PathBuf,
 }
@@ -452,6 +456,7 @@ fn synth_cmd(a: &SynthArgs) -> Result<()> {
         items: a.items,
         seed: a.seed,
         fading_topics: a.fading_topics,
+        aversion_rate: a.aversion_rate,
         ..SynthConfig::default()
     };
     write_synth(&cfg, &a.out)

@@ -217,6 +217,19 @@ fn fading_log() -> &'static (World, EventLog) {
     })
 }
 
+/// A world whose users start a temporary aversion at every session break without one
+/// ([`SynthConfig::aversion_rate`] 1).
+fn aversion_log() -> &'static (World, EventLog) {
+    static CELL: OnceLock<(World, EventLog)> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let cfg = SynthConfig {
+            aversion_rate: 1.0,
+            ..SynthConfig::default()
+        };
+        generate_with_world(&cfg).expect("aversion rate 1 is valid")
+    })
+}
+
 #[test]
 fn a_fading_topic_is_clicked_before_its_onset_and_shown_but_ignored_after() {
     let (world, log) = fading_log();
@@ -272,6 +285,89 @@ fn a_fading_topic_is_clicked_before_its_onset_and_shown_but_ignored_after() {
     let (default, _) = default_log();
     assert!((0..default.num_users() as u32)
         .all(|u| (0..default.num_topics() as u32).all(|t| !default.fades(u, t))));
+}
+
+/// Temporary aversions ([`SynthConfig::aversion_rate`]), followed step by step: while one is
+/// on, its topic (one of the user's top three) is shown by the policy but almost never
+/// clicked, though the same topic is clicked often outside aversions; they end and recur.
+#[test]
+fn an_averted_topic_is_shown_but_ignored_until_the_aversion_ends() {
+    let run = |aversion_rate: f64| {
+        let cfg = SynthConfig {
+            users: 200,
+            aversion_rate,
+            ..SynthConfig::default()
+        };
+        let world = World::new(&cfg).unwrap();
+        let policy = LoggingPolicy::new(&world).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        // (clicks, shows) of the topic averted now, and of the same topics when not averted.
+        let (mut averted, mut same_topic) = ((0u64, 0u64), (0u64, 0u64));
+        let (mut steps_averted, mut steps, mut starts) = (0u64, 0u64, 0u64);
+        for user in 0..cfg.users as u32 {
+            let mut state = world.new_user_state(user, &mut rng);
+            let mut history = Vec::new();
+            let top: Vec<usize> = {
+                let taste = world.taste(user);
+                let mut t: Vec<usize> = (0..taste.len()).collect();
+                t.sort_by(|&a, &b| taste[b].total_cmp(&taste[a]).then(a.cmp(&b)));
+                t.truncate(3);
+                t
+            };
+            let mut ever: Vec<u32> = Vec::new();
+            let mut last = None;
+            for _ in 0..300 {
+                let now = state.averted();
+                if now.is_some() && now != last {
+                    starts += 1;
+                }
+                last = now;
+                if let Some(t) = now {
+                    assert!(
+                        top.contains(&(t as usize)),
+                        "user {user}: {t} is a top topic"
+                    );
+                    steps_averted += 1;
+                    ever.push(t);
+                }
+                steps += 1;
+                let slate = policy.slate(&state, &history, &mut rng);
+                let r = world.step(&mut state, user, &slate, &mut rng);
+                for (j, &item) in slate.iter().enumerate() {
+                    let topic = world.item_topic(item);
+                    let side = if now == Some(topic) {
+                        &mut averted
+                    } else if ever.contains(&topic) {
+                        &mut same_topic
+                    } else {
+                        continue;
+                    };
+                    side.0 += u64::from(r.clicked == Some(j));
+                    side.1 += 1;
+                }
+                history.extend(r.clicked.map(|j| slate[j]));
+            }
+        }
+        (averted, same_topic, rate((steps_averted, steps)), starts)
+    };
+    let (averted, same_topic, share, starts) = run(0.5);
+    assert!(
+        averted.1 > 2_000,
+        "the policy keeps showing it: {averted:?}"
+    );
+    assert!(
+        rate(averted) < 0.15 * rate(same_topic),
+        "CTR while averted {:.4} vs the same topics otherwise {:.4}",
+        rate(averted),
+        rate(same_topic)
+    );
+    assert!(
+        (0.2..0.8).contains(&share),
+        "share of steps averted {share:.3}"
+    );
+    assert!(starts > 400, "aversions recur: {starts} over 200 users");
+    let (off, _, share_off, starts_off) = run(0.0);
+    assert_eq!((off.1, share_off, starts_off), (0, 0.0, 0), "rate 0: none");
 }
 
 #[test]
@@ -494,7 +590,7 @@ type Breakage = fn(&mut SynthConfig);
 
 #[test]
 fn validate_names_the_bad_field() {
-    let cases: [(&str, Breakage); 16] = [
+    let cases: [(&str, Breakage); 18] = [
         ("users", |c| c.users = 0),
         ("items", |c| c.items = 0),
         ("topics", |c| c.topics = 0),
@@ -505,6 +601,8 @@ fn validate_names_the_bad_field() {
             c.fading_topics = 3;
             c.disliked_topics = 13
         }),
+        ("aversion_rate", |c| c.aversion_rate = 1.5),
+        ("aversion_rate", |c| c.aversion_rate = f64::NAN),
         ("taste_concentration", |c| c.taste_concentration = 0.0),
         ("zipf_exponent", |c| c.zipf_exponent = f64::NAN),
         ("slate_size", |c| c.slate_size = 0),
@@ -552,13 +650,17 @@ fn config_reads_partial_json_with_defaults() {
 /// session gap before the latest event (the target's slate), so most likely in the same
 /// session. Only the logging policy's slate and
 /// fatigue are left out, so this is close to the best any model can do on the log. With
-/// `dislikes` off it scores as if it did not know the hidden disliked topics nor that the fading
-/// interests have faded (what the clicks alone tell): the bound on what the negative memory
-/// (F2S) can add.
+/// `dislikes` on it also knows the temporary aversion still on at the end of the history; with
+/// it off it scores as if it did not know the hidden disliked topics, the aversions nor that
+/// the fading interests have faded (what the clicks alone tell): the bound on what the
+/// negative memory (F2S) can add.
 struct NearOracle<'a> {
     world: &'a World,
     session: bool,
     dislikes: bool,
+    /// Per user, the topic of the temporary aversion still on at the end of the history
+    /// ([`SynthConfig::aversion_rate`]): known with `dislikes`, like the hidden dislikes.
+    averted: Vec<Option<u32>>,
 }
 
 impl Scorer for NearOracle<'_> {
@@ -593,12 +695,13 @@ impl Scorer for NearOracle<'_> {
                 };
                 let hidden =
                     self.world.dislikes(q.user, item_topic) || self.world.fades(q.user, item_topic);
-                let unknown_dislike = if !self.dislikes && hidden {
-                    click.dislike
-                } else {
-                    0.0
+                let averted = self.averted[q.user as usize] == Some(item_topic);
+                let dislike = match (self.dislikes, hidden, averted) {
+                    (false, true, _) => click.dislike,
+                    (true, false, true) => -click.dislike,
+                    _ => 0.0,
                 };
-                self.world.preference(q.user, i) + session + unknown_dislike
+                self.world.preference(q.user, i) + session + dislike
             }));
         }
         Ok(scores)
@@ -615,10 +718,14 @@ fn near_oracle_runs(
     session: bool,
     dislikes: bool,
 ) -> Result<Vec<[f64; METRICS.len()]>> {
+    let averted = (0..world.num_users() as u32)
+        .map(|u| Ok(state_after_history(world, u)?.averted()))
+        .collect::<Result<_>>()?;
     let oracle = NearOracle {
         world,
         session,
         dislikes,
+        averted,
     };
     let per_seed = (1..=3)
         .map(|seed| {
@@ -692,22 +799,27 @@ fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
     Ok(())
 }
 
-/// With a fading top topic the click history says "liked" where the recent exposures say
-/// "ignored": a scorer that reads the clicks only ranks the faded topic's unseen items high and
-/// loses what the negative memory can win back, unlike the default world's hidden dislikes.
+/// With a fading top topic, or a temporary aversion to one, the click history says "liked"
+/// where the recent exposures say "ignored": a scorer that reads the clicks only ranks the
+/// topic's unseen items high and loses what the negative memory can win back, unlike the
+/// default world's hidden dislikes.
 #[test]
-fn a_fading_interest_is_what_the_clicks_alone_get_wrong() -> Result<()> {
-    let (world, log) = fading_log();
-    let data = oracle_data("synthetic, fading 1", world, log)?;
-    for session in [false, true] {
-        let known = near_oracle_runs(world, &data, session, true)?;
-        let blind = near_oracle_runs(world, &data, session, false)?;
-        for (k, b) in known.iter().zip(&blind) {
-            let (k, b) = (hr10(k), hr10(b));
-            assert!(
-                k > b + 0.03,
-                "session {session}: HR@10 knowing the fade {k:.4} vs not {b:.4}"
-            );
+fn a_fading_interest_or_an_aversion_is_what_the_clicks_alone_get_wrong() -> Result<()> {
+    for (name, (world, log), margin) in [
+        ("synthetic, fading 1", fading_log(), 0.03),
+        ("synthetic, aversion 1", aversion_log(), 0.02),
+    ] {
+        let data = oracle_data(name, world, log)?;
+        for session in [false, true] {
+            let known = near_oracle_runs(world, &data, session, true)?;
+            let blind = near_oracle_runs(world, &data, session, false)?;
+            for (k, b) in known.iter().zip(&blind) {
+                let (k, b) = (hr10(k), hr10(b));
+                assert!(
+                    k > b + margin,
+                    "{name}, session {session}: HR@10 knowing {k:.4} vs not {b:.4}"
+                );
+            }
         }
     }
     Ok(())

@@ -23,6 +23,8 @@ const SESSION_GAP_MEAN_SECS: f64 = 18.0 * 3600.0;
 /// split's slow-training phase ends 10 clicks before it, so the fade starts 5–20 clicks before
 /// that, inside DIN's 50-click window and with the last exposures of the slow phase after it.
 const FADE_LEAD_CLICKS: std::ops::RangeInclusive<usize> = 15..=30;
+/// A temporary aversion lasts this many of the user's clicks ([`SynthConfig::aversion_rate`]).
+const AVERSION_CLICKS: std::ops::RangeInclusive<usize> = 15..=40;
 /// Users start within this many seconds after `start_ts`.
 const START_SPREAD_SECS: i64 = 14 * 86_400;
 
@@ -198,6 +200,7 @@ impl World {
     pub fn dislikes_now(&self, state: &UserState, user: u32, topic: u32) -> bool {
         self.dislikes(user, topic)
             || (self.fades(user, topic) && state.clicked.len() >= state.fade_onset)
+            || state.averted() == Some(topic)
     }
 
     /// The planted long-term affinity of `user` for `item` from the end of the logged history
@@ -260,6 +263,7 @@ impl World {
             fatigue: HashMap::new(),
             clicked: HashSet::new(),
             fade_onset,
+            aversion: None,
         };
         (state.session_topic, state.session_steps_left) = self.draw_session(&state, user, rng);
         state
@@ -386,8 +390,43 @@ impl World {
         if state.session_steps_left == 0 {
             let gap = SESSION_GAP_MIN_SECS + self.session_gap.sample(rng);
             state.clock += gap as i64;
+            self.update_aversion(state, user, rng);
             (state.session_topic, state.session_steps_left) = self.draw_session(state, user, rng);
         }
+    }
+
+    /// Between sessions: an aversion that has run its clicks ends; without one, a new one starts
+    /// with probability `aversion_rate`, on one of the user's top three taste topics that is not
+    /// disliked now (drawn by taste), for 15–40 clicks. Draws nothing at rate 0.
+    fn update_aversion<R: Rng + ?Sized>(&self, state: &mut UserState, user: u32, rng: &mut R) {
+        if state.averted().is_some() || self.config.aversion_rate <= 0.0 {
+            return;
+        }
+        state.aversion = None;
+        if !rng.random_bool(self.config.aversion_rate) {
+            return;
+        }
+        let taste = self.taste(user);
+        let pool: Vec<u32> = top_topics(taste)
+            .into_iter()
+            .take(PROTECTED_TOPICS)
+            .map(|t| t as u32)
+            .filter(|&t| !self.dislikes_now(state, user, t) && taste[t as usize] > 0.0)
+            .collect();
+        let total: f32 = pool.iter().map(|&t| taste[t as usize]).sum();
+        let mut draw = rng.random::<f32>() * total;
+        let Some(mut topic) = pool.last().copied() else {
+            return;
+        };
+        for &t in &pool {
+            if draw < taste[t as usize] {
+                topic = t;
+                break;
+            }
+            draw -= taste[t as usize];
+        }
+        let until = state.clicked.len() + rng.random_range(AVERSION_CLICKS);
+        state.aversion = Some((topic, until));
     }
 
     /// A session topic (from the taste with probability `session_in_taste`, else uniform
@@ -470,6 +509,8 @@ pub struct UserState {
     clicked: HashSet<u32>,
     /// The click count from which the user's fading topics count as disliked.
     fade_onset: usize,
+    /// A temporary aversion: the topic and the click count at which it ends.
+    aversion: Option<(u32, usize)>,
 }
 
 impl UserState {
@@ -501,6 +542,14 @@ impl UserState {
     /// Number of items clicked so far.
     pub fn clicks(&self) -> usize {
         self.clicked.len()
+    }
+
+    /// The topic of the user's current temporary aversion, if any
+    /// ([`SynthConfig::aversion_rate`]).
+    pub fn averted(&self) -> Option<u32> {
+        self.aversion
+            .filter(|&(_, until)| self.clicked.len() < until)
+            .map(|(t, _)| t)
     }
 }
 
