@@ -15,12 +15,18 @@ use crate::eval::metrics::{MeanStd, Metric, METRICS};
 use crate::eval::protocol::{evaluate, Query, Scorer, View};
 use crate::eval::sampler::{sample_cases, NEGATIVES};
 
-/// The default data set, generated once for all tests.
+/// The world and log of `cfg`, generated once into `cell` for all tests.
+fn generated_once(
+    cell: &'static OnceLock<(World, EventLog)>,
+    cfg: impl FnOnce() -> SynthConfig,
+) -> &'static (World, EventLog) {
+    cell.get_or_init(|| generate_with_world(&cfg()).expect("the config is valid"))
+}
+
+/// The default data set.
 fn default_log() -> &'static (World, EventLog) {
     static CELL: OnceLock<(World, EventLog)> = OnceLock::new();
-    CELL.get_or_init(|| {
-        generate_with_world(&SynthConfig::default()).expect("the default config is valid")
-    })
+    generated_once(&CELL, SynthConfig::default)
 }
 
 fn small(seed: u64) -> SynthConfig {
@@ -193,14 +199,24 @@ fn disliked_topics_are_shown_but_rarely_clicked() {
     let (world, log) = default_log();
     let disliked = ctr_where(log, |u, i, _| world.dislikes(u, world.item_topic(i)));
     let other = ctr_where(log, |u, i, _| !world.dislikes(u, world.item_topic(i)));
+    let min_shows = (0.03 * (disliked.1 + other.1) as f64) as u64;
+    assert_shown_but_ignored("disliked topics", disliked, other, min_shows, 0.1);
+}
+
+/// Asserts that `ignored` (clicks, shows) has more than `min_shows` shows and a CTR under
+/// `ratio` × `other`'s.
+fn assert_shown_but_ignored(
+    what: &str,
+    ignored: (u64, u64),
+    other: (u64, u64),
+    min_shows: u64,
+    ratio: f64,
+) {
+    assert!(ignored.1 > min_shows, "{what} are shown: {ignored:?}");
     assert!(
-        disliked.1 as f64 > 0.03 * (disliked.1 + other.1) as f64,
-        "disliked items are shown"
-    );
-    assert!(
-        rate(disliked) < 0.1 * rate(other),
-        "CTR {:.4} vs {:.4}",
-        rate(disliked),
+        rate(ignored) < ratio * rate(other),
+        "{what}: CTR {:.4} vs {:.4}",
+        rate(ignored),
         rate(other)
     );
 }
@@ -208,12 +224,9 @@ fn disliked_topics_are_shown_but_rarely_clicked() {
 /// A world whose users' top taste topic fades ([`SynthConfig::fading_topics`]).
 fn fading_log() -> &'static (World, EventLog) {
     static CELL: OnceLock<(World, EventLog)> = OnceLock::new();
-    CELL.get_or_init(|| {
-        let cfg = SynthConfig {
-            fading_topics: 1,
-            ..SynthConfig::default()
-        };
-        generate_with_world(&cfg).expect("one fading topic is valid")
+    generated_once(&CELL, || SynthConfig {
+        fading_topics: 1,
+        ..SynthConfig::default()
     })
 }
 
@@ -221,12 +234,9 @@ fn fading_log() -> &'static (World, EventLog) {
 /// ([`SynthConfig::aversion_rate`] 1).
 fn aversion_log() -> &'static (World, EventLog) {
     static CELL: OnceLock<(World, EventLog)> = OnceLock::new();
-    CELL.get_or_init(|| {
-        let cfg = SynthConfig {
-            aversion_rate: 1.0,
-            ..SynthConfig::default()
-        };
-        generate_with_world(&cfg).expect("aversion rate 1 is valid")
+    generated_once(&CELL, || SynthConfig {
+        aversion_rate: 1.0,
+        ..SynthConfig::default()
     })
 }
 
@@ -351,16 +361,8 @@ fn an_averted_topic_is_shown_but_ignored_until_the_aversion_ends() {
         (averted, same_topic, rate((steps_averted, steps)), starts)
     };
     let (averted, same_topic, share, starts) = run(0.5);
-    assert!(
-        averted.1 > 2_000,
-        "the policy keeps showing it: {averted:?}"
-    );
-    assert!(
-        rate(averted) < 0.15 * rate(same_topic),
-        "CTR while averted {:.4} vs the same topics otherwise {:.4}",
-        rate(averted),
-        rate(same_topic)
-    );
+    // The policy keeps showing the averted topic; outside aversions the same topics are clicked.
+    assert_shown_but_ignored("averted topics", averted, same_topic, 2_000, 0.15);
     assert!(
         (0.2..0.8).contains(&share),
         "share of steps averted {share:.3}"
