@@ -278,9 +278,10 @@ struct TrainingArgs {
     /// Sampled negatives per positive in the BCE.
     #[arg(long, default_value_t = 1)]
     negatives: usize,
-    /// Adam's learning rate (paper: 5e-4).
-    #[arg(long, default_value_t = 5e-4)]
-    lr: f64,
+    /// Adam's learning rate (paper: 5e-4). Several, comma-separated (at most 4): every fit
+    /// runs once per rate from the same start and keeps the best validation epoch of all.
+    #[arg(long, value_delimiter = ',', default_value = "5e-4")]
+    lr: Vec<f64>,
     /// Epochs without a better validation NDCG@10 before a fit stops.
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
@@ -296,21 +297,21 @@ struct TrainingArgs {
 }
 
 impl TrainingArgs {
-    fn zoo(&self) -> ZooConfig {
+    fn zoo(&self) -> Result<ZooConfig> {
         let d = ZooConfig::default();
-        ZooConfig {
+        Ok(ZooConfig {
             rounds: self.rounds,
             train: TrainConfig {
                 max_epochs: self.epochs,
                 negatives: self.negatives,
-                lr: self.lr,
                 patience: self.patience,
                 max_valid: self.max_valid,
                 shards: self.shards,
                 ..d.train
-            },
+            }
+            .with_rates(&self.lr)?,
             ..d
-        }
+        })
     }
 }
 
@@ -535,7 +536,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
             "--seeds must be at least 1".into(),
         ));
     }
-    let zoo = a.training.zoo();
+    let zoo = a.training.zoo()?;
     let mut store = SeedStore::new(out, &data, &models, &zoo);
     if let Some(rerun) = &a.rerun {
         store = store.rerunning(baselines::parse_list(rerun)?)?;

@@ -338,50 +338,99 @@ fn train_from_db_continues_a_checkpoint_on_what_devices_uploaded() {
     assert!(!o.status.success(), "--from-db needs --checkpoint");
 }
 
+/// An FM evaluation on `data` (one seed, at most 3 epochs, patience 1) with `--max-valid`
+/// and `--lr` as given; returns its curves.
+fn fm_curves(dir: &Path, data: &str, max_valid: &str, lr: &str) -> Vec<serde_json::Value> {
+    let out = dir.join(format!("eval-{max_valid}-{lr}"));
+    let o = slowfast(&[
+        "eval",
+        "--data",
+        data,
+        "--models",
+        "FM",
+        "--seeds",
+        "1",
+        "--epochs",
+        "3",
+        "--patience",
+        "1",
+        "--lr",
+        lr,
+        "--max-valid",
+        max_valid,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_json(out.join("curves.json"))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The validation NDCG@10 of each epoch of a curve.
+fn valid_ndcg(curve: &serde_json::Value) -> Vec<f64> {
+    (curve["epochs"].as_array().unwrap().iter())
+        .map(|e| e["valid_ndcg10"].as_f64().unwrap())
+        .collect()
+}
+
 /// `--max-valid` sets the validation clicks early stopping looks at: with none, every epoch
 /// runs and no validation score is recorded; with some, each epoch has one.
 #[test]
 fn max_valid_sets_the_clicks_early_stopping_looks_at() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth_small(dir.path());
-    let epochs_of = |max_valid: &str| {
-        let out = dir.path().join(format!("eval-{max_valid}"));
-        let o = slowfast(&[
-            "eval",
-            "--data",
-            &data,
-            "--models",
-            "FM",
-            "--seeds",
-            "1",
-            "--epochs",
-            "3",
-            "--patience",
-            "1",
-            "--lr",
-            "1e-2",
-            "--max-valid",
-            max_valid,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let curves = read_json(out.join("curves.json"));
-        let epochs = curves[0]["epochs"].as_array().unwrap().clone();
-        epochs
-            .iter()
-            .map(|e| e["valid_ndcg10"].as_f64().unwrap())
-            .collect::<Vec<f64>>()
-    };
-    let none = epochs_of("0");
+    let none = valid_ndcg(&fm_curves(dir.path(), &data, "0", "1e-2")[0]);
     assert_eq!(
         none,
         vec![0.0; 3],
         "no validation: every epoch runs, nothing scored"
     );
-    let some = epochs_of("50");
+    let some = valid_ndcg(&fm_curves(dir.path(), &data, "50", "1e-2")[0]);
     assert!(
         !some.is_empty() && some.iter().all(|&v| v > 0.0),
         "{some:?}"
+    );
+}
+
+/// `--lr a,b` runs every fit once per rate: one curve per rate, the first rate's run the
+/// same as with `--lr a` alone, one epoch kept over both; without validation only `a` runs.
+/// A rate listed twice is refused.
+#[test]
+fn several_learning_rates_run_each_fit_once_per_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_small(dir.path());
+    let both = fm_curves(dir.path(), &data, "50", "1e-2,5e-2");
+    let labels: Vec<&str> = both.iter().map(|c| c["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["FM seed 1 (lr 1e-2)", "FM seed 1 (lr 5e-2)"]);
+    let alone = fm_curves(dir.path(), &data, "50", "1e-2");
+    assert_eq!(valid_ndcg(&both[0]), valid_ndcg(&alone[0]));
+    let kept = (both.iter())
+        .flat_map(|c| c["epochs"].as_array().unwrap().clone())
+        .filter(|e| e["kept"].as_bool().unwrap())
+        .count();
+    assert_eq!(kept, 1, "{both:?}");
+    let unvalidated = fm_curves(dir.path(), &data, "0", "1e-2,5e-2");
+    assert_eq!(unvalidated.len(), 1, "{unvalidated:?}");
+    let out = dir.path().join("twice");
+    let o = slowfast(&[
+        "eval",
+        "--data",
+        &data,
+        "--models",
+        "FM",
+        "--seeds",
+        "1",
+        "--lr",
+        "1e-2,1e-2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("listed twice"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }

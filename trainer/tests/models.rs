@@ -169,3 +169,51 @@ fn a_fit_marks_the_epoch_it_keeps_and_keeps_its_start_when_no_epoch_beats_it() {
     assert!(epochs.iter().all(|e| !e.kept), "{epochs:?}");
     assert_eq!(model_version(&model).unwrap(), before);
 }
+
+/// With several learning rates a fit runs once per rate from the same starting weights
+/// with the same shuffles and negatives (so each run is the single-rate fit), and ends
+/// with the best validation epoch of all runs.
+#[test]
+fn a_fit_with_several_learning_rates_keeps_the_best_run_from_the_same_start() {
+    let data = small();
+    let cfg = TrainConfig {
+        max_epochs: 3,
+        patience: 3,
+        ..quick().train
+    };
+    let fit = |rates: &[f64]| {
+        let model = SlowFast::new(
+            Variant::Din,
+            data.split.num_items,
+            ModelConfig::default(),
+            1,
+        )
+        .unwrap();
+        let cfg = cfg.with_rates(rates).unwrap();
+        let (_, epochs) = model.fit_step(&data.split, &cfg, Step::Slow(1)).unwrap();
+        let version = model_version(&model).unwrap();
+        (epochs, version)
+    };
+    let curve = |epochs: &[slowfast_trainer::models::train::EpochLog]| -> Vec<_> {
+        (epochs.iter())
+            .map(|e| (e.epoch, e.lr, e.loss, e.valid_ndcg10))
+            .collect()
+    };
+    let (slow, slow_model) = fit(&[1e-3]);
+    let (fast, fast_model) = fit(&[2e-2]);
+    let (both, both_model) = fit(&[1e-3, 2e-2]);
+    assert_eq!(curve(&both), [curve(&slow), curve(&fast)].concat());
+    let kept: Vec<_> = both.iter().filter(|e| e.kept).collect();
+    assert_eq!(kept.len(), 1, "{both:?}");
+    let best = both.iter().map(|e| e.valid_ndcg10).fold(0.0, f64::max);
+    assert_eq!(kept[0].valid_ndcg10, best, "{both:?}");
+    let winner = if kept[0].lr == 1e-3 {
+        slow_model
+    } else {
+        fast_model
+    };
+    assert_eq!(
+        both_model, winner,
+        "the fit ends with the kept run's weights"
+    );
+}

@@ -17,17 +17,26 @@ pub struct Curve {
     pub epochs: Vec<EpochLog>,
 }
 
-/// Flattens per-model training logs of one seed into labelled curves.
+/// Flattens per-model training logs of one seed into labelled curves. A fit that tried
+/// several learning rates (`models::train::fit`) gives one curve per rate, labelled with it.
 pub fn curves(seed: u64, logs: &[(String, TrainLog)]) -> Vec<Curve> {
     logs.iter()
         .flat_map(|(model, log)| {
-            log.fits.iter().map(move |(fit, epochs)| Curve {
-                label: if fit == model {
+            log.fits.iter().flat_map(move |(fit, epochs)| {
+                let label = if fit == model {
                     format!("{model} seed {seed}")
                 } else {
                     format!("{model} seed {seed}: {fit}")
-                },
-                epochs: epochs.clone(),
+                };
+                let runs: Vec<&[EpochLog]> = epochs.chunk_by(|a, b| a.lr == b.lr).collect();
+                let several = runs.len() > 1;
+                runs.into_iter().map(move |run| Curve {
+                    label: match run.first() {
+                        Some(e) if several => format!("{label} (lr {:e})", e.lr),
+                        _ => label.clone(),
+                    },
+                    epochs: run.to_vec(),
+                })
             })
         })
         .collect()
@@ -81,6 +90,7 @@ mod tests {
     fn curves_are_labelled_by_model_seed_and_fit_and_written() {
         let epoch = |epoch, loss| EpochLog {
             epoch,
+            lr: 1e-3,
             loss,
             valid_ndcg10: 0.1 * epoch as f64,
             samples_per_s: 1.0,
@@ -94,6 +104,16 @@ mod tests {
                     fits: vec![
                         ("slow round 1".into(), vec![epoch(1, 0.7), epoch(2, 0.5)]),
                         ("fast round 1".into(), vec![epoch(1, 0.6)]),
+                        (
+                            "fast round 2".into(),
+                            vec![
+                                epoch(1, 0.6),
+                                EpochLog {
+                                    lr: 1e-2,
+                                    ..epoch(1, 0.5)
+                                },
+                            ],
+                        ),
                     ],
                 },
             ),
@@ -111,6 +131,8 @@ mod tests {
             [
                 "MC2-SF seed 2: slow round 1",
                 "MC2-SF seed 2: fast round 1",
+                "MC2-SF seed 2: fast round 2 (lr 1e-3)",
+                "MC2-SF seed 2: fast round 2 (lr 1e-2)",
                 "FM seed 2"
             ]
         );

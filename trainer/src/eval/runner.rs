@@ -17,7 +17,7 @@ use super::sampler::{sample_cases, NEGATIVES};
 use crate::baselines::{Zoo, ZooConfig};
 use crate::data::{filter, Dataset};
 use crate::error::{Result, TrainerError};
-use crate::models::train::Job;
+use crate::models::train::{Job, TrainConfig};
 
 /// Evaluates `models` on `data` for each seed, one seed at a time.
 pub fn run(data: &Dataset, models: &[String], seeds: &[u64], config: ZooConfig) -> Result<Results> {
@@ -107,7 +107,7 @@ pub fn run_with_curves(
     }
     let results = Results {
         dataset: data.name.clone(),
-        protocol: protocol(data, cases_per_seed, config.train.max_valid),
+        protocol: protocol(data, cases_per_seed, &config.train),
         seeds: seeds.to_vec(),
         models: per_model
             .into_iter()
@@ -166,7 +166,20 @@ fn run_seed(
 }
 
 /// The protocol description written with the results.
-fn protocol(data: &Dataset, cases_per_seed: usize, max_valid: usize) -> Protocol {
+fn protocol(data: &Dataset, cases_per_seed: usize, train: &TrainConfig) -> Protocol {
+    let max_valid = train.max_valid;
+    let rates = train.rates();
+    let choice =
+        match rates.as_slice() {
+            [_] => String::new(),
+            _ => {
+                format!(
+            "; each fit runs once per learning rate ({}) from the same start and keeps the \
+             best validation epoch of all",
+            rates.iter().map(|r| format!("{r:e}")).collect::<Vec<_>>().join(", ")
+        )
+            }
+        };
     Protocol {
         min_interactions: filter::MIN_INTERACTIONS,
         split: "per user by time (stable on ties): last 5 clicks = test, clicks l-9..l-5 = fast \
@@ -187,7 +200,7 @@ fn protocol(data: &Dataset, cases_per_seed: usize, max_valid: usize) -> Protocol
         validation: format!(
             "early stopping on NDCG@10 of the first {max_valid} users' last click of the \
              phase a fit trains on (held out of training, against 99 items unseen before \
-             it); the other users' last clicks train"
+             it); the other users' last clicks train{choice}"
         ),
         spread: "sample standard deviation (n-1) of per-seed means".into(),
         users: data.split.timelines.len(),

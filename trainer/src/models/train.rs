@@ -24,14 +24,18 @@ use super::grad_mode::training_step;
 use super::layers::bce_with_logits;
 use super::optim::{Adam, AdamConfig};
 use super::{Net, SequenceNet};
-use crate::error::Result;
+use crate::error::{Result, TrainerError};
 use crate::eval::metrics::{pessimistic_rank, Metric};
 use crate::eval::protocol::Query;
 
 /// How a component is trained.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// Adam's learning rate (paper: 5e-4); the first of [`TrainConfig::rates`].
     pub lr: f64,
+    /// Further learning rates each fit tries (none by default): see [`fit`].
+    #[serde(default, skip_serializing_if = "MoreRates::is_empty")]
+    pub more_lrs: MoreRates,
     pub l2: f64,
     /// Rows (positives and their negatives) per mini-batch (paper: 256).
     pub batch: usize,
@@ -51,6 +55,99 @@ pub struct TrainConfig {
 
 fn default_shards() -> usize {
     TrainConfig::default().shards
+}
+
+impl TrainConfig {
+    /// The learning rates a fit tries, in order: `lr`, then `more_lrs`.
+    pub fn rates(&self) -> Vec<f64> {
+        std::iter::once(self.lr)
+            .chain(self.more_lrs.as_slice().iter().copied())
+            .collect()
+    }
+
+    /// `self` trying `rates` (the first becomes `lr`): at least one and at most
+    /// `1 + MoreRates::MAX`, each finite and non-negative, none twice.
+    pub fn with_rates(self, rates: &[f64]) -> Result<TrainConfig> {
+        let (&lr, more) = rates.split_first().ok_or_else(|| {
+            TrainerError::InvalidArgument("at least one learning rate is needed".into())
+        })?;
+        if let Some(r) = rates
+            .iter()
+            .enumerate()
+            .find_map(|(k, r)| rates[..k].contains(r).then_some(r))
+        {
+            return Err(TrainerError::InvalidArgument(format!(
+                "learning rate {r} is listed twice"
+            )));
+        }
+        check_rate(lr)?;
+        Ok(TrainConfig {
+            lr,
+            more_lrs: MoreRates::new(more)?,
+            ..self
+        })
+    }
+}
+
+fn check_rate(lr: f64) -> Result<()> {
+    if lr.is_finite() && lr >= 0.0 {
+        Ok(())
+    } else {
+        Err(TrainerError::InvalidArgument(format!(
+            "learning rate {lr} is not a finite non-negative number"
+        )))
+    }
+}
+
+/// The learning rates a fit tries after [`TrainConfig::lr`] (at most [`MoreRates::MAX`]):
+/// a list in JSON, `Copy` like the rest of the configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MoreRates {
+    len: usize,
+    rates: [f64; MoreRates::MAX],
+}
+
+impl MoreRates {
+    pub const MAX: usize = 3;
+
+    /// The rates, each finite and non-negative; at most [`MoreRates::MAX`].
+    pub fn new(rates: &[f64]) -> Result<MoreRates> {
+        if rates.len() > Self::MAX {
+            return Err(TrainerError::InvalidArgument(format!(
+                "at most {} learning rates per fit, got {}",
+                Self::MAX + 1,
+                rates.len() + 1
+            )));
+        }
+        let mut more = MoreRates::default();
+        for &lr in rates {
+            check_rate(lr)?;
+            more.rates[more.len] = lr;
+            more.len += 1;
+        }
+        Ok(more)
+    }
+
+    pub fn as_slice(&self) -> &[f64] {
+        &self.rates[..self.len]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Serialize for MoreRates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MoreRates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let rates = Vec::<f64>::deserialize(d)?;
+        MoreRates::new(&rates).map_err(serde::de::Error::custom)
+    }
 }
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
@@ -103,7 +200,7 @@ pub(crate) fn par_map<T: Sync, R: Send>(
         let mut out = Vec::with_capacity(items.len());
         for h in handles {
             let part = h.join().map_err(|_| {
-                crate::TrainerError::InvalidArgument("a training thread panicked".into())
+                TrainerError::InvalidArgument("a training thread panicked".into())
             })??;
             out.extend(part);
         }
@@ -115,6 +212,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             lr: 5e-4,
+            more_lrs: MoreRates::default(),
             l2: 1e-4,
             batch: 256,
             negatives: 1,
@@ -131,6 +229,10 @@ impl Default for TrainConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
+    /// The learning rate of the epoch's run (see [`fit`]); 0 in logs written before it was
+    /// recorded.
+    #[serde(default)]
+    pub lr: f64,
     pub loss: f64,
     pub valid_ndcg10: f64,
     pub samples_per_s: f64,
@@ -150,6 +252,11 @@ pub struct EpochLog {
 /// scores below them ends where it started, and no epoch of its log is [`EpochLog::kept`].
 /// Without validation cases (a tiny or freshly uploaded data set) there is nothing to stop
 /// early on: every epoch runs and the last weights are kept.
+///
+/// With several learning rates ([`TrainConfig::rates`]) the fit runs once per rate, each
+/// from the same starting weights with the same shuffles and negatives, and keeps the best
+/// validation epoch over all of them: the learning rate is chosen on the validation slice
+/// like the epoch is. Without validation cases only the first rate runs.
 pub fn fit(
     net: &dyn Net,
     vars: &[(String, Var)],
@@ -164,115 +271,62 @@ pub fn fit(
     let device = vars
         .first()
         .map_or(Device::Cpu, |(_, v)| v.device().clone());
-    let mut opt = Adam::new(
-        vars,
-        AdamConfig {
-            lr: cfg.lr,
-            l2: cfg.l2,
-            ..AdamConfig::default()
-        },
-    )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let (train, held) = data.carve(cfg.max_valid);
     let units = Units::new(net, &train);
     let valid = ValidSet::new(held, num_items, cfg.seed);
-    let per_batch = (cfg.batch / (1 + cfg.negatives)).max(1);
-    let mut order: Vec<usize> = (0..units.len()).collect();
-    let targets: usize = order.iter().map(|&u| units.targets(u)).sum();
-    let mut logs = Vec::new();
     let validated = !valid.cases.is_empty();
+    let mut rates = cfg.rates();
     if !validated {
         tracing::warn!(
             label,
             "no validation cases: training every epoch, no early stopping"
         );
+        if rates.len() > 1 {
+            tracing::warn!(label, lr = rates[0], "nothing to choose a learning rate on");
+            rates.truncate(1);
+        }
     }
-    // The best validation NDCG@10, the epoch it came from (0: the starting weights), and them.
+    let run = Run {
+        net,
+        vars,
+        units: &units,
+        valid: &valid,
+        num_items,
+        windows,
+        cfg,
+        device: &device,
+    };
+    let per_batch = run.per_batch();
+    let targets: usize = (0..units.len()).map(|u| units.targets(u)).sum();
+    let bar = progress(
+        rates.len() * cfg.max_epochs * targets.div_ceil(per_batch),
+        label,
+    );
+    // The best validation NDCG@10, the index in `logs` of the epoch it came from (`None`:
+    // the starting weights), and them.
     let start = valid.ndcg10(net, windows, &device)?;
-    let mut best = (start, 0, snapshot(vars)?);
-    let mut since_best = 0;
-    let bar = progress(cfg.max_epochs * targets.div_ceil(per_batch), label);
-    for epoch in 1..=cfg.max_epochs {
-        order.shuffle(&mut rng);
-        let started = std::time::Instant::now();
-        let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for chunk in units.batches(&order, per_batch) {
-            // Negatives are drawn here, in batch order, so the shards do not change them.
-            let shards: Vec<Shard<'_>> = chunk
-                .chunks(chunk.len().div_ceil(cfg.shards.max(1)))
-                .map(|part| units.sample(part, &mut rng, num_items, cfg.negatives))
-                .collect();
-            let rows: usize = shards.iter().map(Shard::rows).sum();
-            let parts = par_map(&shards, |s| {
-                training_step(|| {
-                    let loss = s.loss(net, windows, &device)?;
-                    // Weighted by its share of the rows: the shards' sum is the batch mean.
-                    let loss = (loss * (s.rows() as f64 / rows as f64))?;
-                    Ok((loss.to_scalar::<f32>()?, loss.backward()?))
-                })
-            })?;
-            let mut parts = parts.into_iter();
-            let Some((loss, mut grads)) = parts.next() else {
-                continue;
-            };
-            let mut loss = f64::from(loss);
-            for (l, g) in parts {
-                loss += f64::from(l);
-                for (_, var) in vars {
-                    if let Some(more) = g.get(var.as_tensor()) {
-                        let sum = match grads.get(var.as_tensor()) {
-                            Some(have) => (have + more)?,
-                            None => more.clone(),
-                        };
-                        grads.insert(var.as_tensor(), sum);
-                    }
-                }
-            }
-            opt.step(&grads)?;
-            loss_sum += loss;
-            batches += 1;
-            bar.inc(1);
+    let from = snapshot(vars)?;
+    let mut best = Best {
+        ndcg: start,
+        at: None,
+        weights: from.clone(),
+    };
+    let mut logs = Vec::new();
+    for (k, &lr) in rates.iter().enumerate() {
+        if k > 0 {
+            restore(vars, &from)?;
         }
-        let samples = (targets * (1 + cfg.negatives)) as f64;
-        let train_s = started.elapsed().as_secs_f64();
-        let samples_per_s = samples / train_s.max(1e-9);
-        let ndcg = valid.ndcg10(net, windows, &device)?;
-        let log = EpochLog {
-            epoch,
-            loss: loss_sum / batches.max(1) as f64,
-            valid_ndcg10: ndcg,
-            samples_per_s,
-            train_s,
-            kept: false,
-        };
-        tracing::debug!(label, ?log, "epoch");
-        bar.set_message(format!(
-            "{label} epoch {epoch}: loss {:.4} valid NDCG@10 {ndcg:.4}",
-            log.loss
-        ));
-        logs.push(log);
-        if !validated {
-            continue;
-        }
-        if ndcg > best.0 {
-            best = (ndcg, epoch, snapshot(vars)?);
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= cfg.patience {
-                break;
-            }
-        }
+        run.epochs(lr, start, &bar, label, &mut best, &mut logs)?;
     }
     bar.finish_and_clear();
     let kept = if validated {
-        restore(vars, &best.2)?;
-        best.1
+        restore(vars, &best.weights)?;
+        best.at
     } else {
-        logs.len()
+        logs.len().checked_sub(1)
     };
-    match kept.checked_sub(1) {
-        Some(last) => logs[last].kept = true,
+    match kept {
+        Some(at) => logs[at].kept = true,
         None if !logs.is_empty() => tracing::info!(
             label,
             start,
@@ -281,6 +335,146 @@ pub fn fit(
         None => {}
     }
     Ok(logs)
+}
+
+/// The best weights a [`fit`] has seen so far.
+struct Best {
+    ndcg: f64,
+    /// The epoch's index in the fit's log; `None` for the starting weights.
+    at: Option<usize>,
+    weights: Vec<Tensor>,
+}
+
+/// What one [`fit`] trains on, shared by its runs at each learning rate.
+struct Run<'r, 'a> {
+    net: &'r dyn Net,
+    vars: &'r [(String, Var)],
+    units: &'r Units<'a>,
+    valid: &'r ValidSet<'a>,
+    num_items: usize,
+    windows: Windows,
+    cfg: &'r TrainConfig,
+    device: &'r Device,
+}
+
+impl Run<'_, '_> {
+    /// Positives per mini-batch: `batch` rows with their negatives.
+    fn per_batch(&self) -> usize {
+        (self.cfg.batch / (1 + self.cfg.negatives)).max(1)
+    }
+
+    /// Epochs at `lr` from the starting weights (validation NDCG@10 `start`) until
+    /// `patience` epochs pass without beating this run's best (or `max_epochs`), appending
+    /// each epoch to `logs` and keeping the weights of any epoch that beats `best`.
+    fn epochs(
+        &self,
+        lr: f64,
+        start: f64,
+        bar: &ProgressBar,
+        label: &str,
+        best: &mut Best,
+        logs: &mut Vec<EpochLog>,
+    ) -> Result<()> {
+        let (cfg, vars, device) = (self.cfg, self.vars, self.device);
+        let mut opt = Adam::new(
+            vars,
+            AdamConfig {
+                lr,
+                l2: cfg.l2,
+                ..AdamConfig::default()
+            },
+        )?;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut order: Vec<usize> = (0..self.units.len()).collect();
+        let targets: usize = order.iter().map(|&u| self.units.targets(u)).sum();
+        let validated = !self.valid.cases.is_empty();
+        let (mut run_best, mut since_best) = (start, 0);
+        for epoch in 1..=cfg.max_epochs {
+            order.shuffle(&mut rng);
+            let started = std::time::Instant::now();
+            let (mut loss_sum, mut batches) = (0.0, 0usize);
+            for chunk in self.units.batches(&order, self.per_batch()) {
+                loss_sum += self.step(chunk, &mut rng, &mut opt)?;
+                batches += 1;
+                bar.inc(1);
+            }
+            let samples = (targets * (1 + cfg.negatives)) as f64;
+            let train_s = started.elapsed().as_secs_f64();
+            let ndcg = self.valid.ndcg10(self.net, self.windows, device)?;
+            let log = EpochLog {
+                epoch,
+                lr,
+                loss: loss_sum / batches.max(1) as f64,
+                valid_ndcg10: ndcg,
+                samples_per_s: samples / train_s.max(1e-9),
+                train_s,
+                kept: false,
+            };
+            tracing::debug!(label, ?log, "epoch");
+            bar.set_message(format!(
+                "{label} lr {lr:e} epoch {epoch}: loss {:.4} valid NDCG@10 {ndcg:.4}",
+                log.loss
+            ));
+            logs.push(log);
+            if !validated {
+                continue;
+            }
+            if ndcg > best.ndcg {
+                *best = Best {
+                    ndcg,
+                    at: Some(logs.len() - 1),
+                    weights: snapshot(vars)?,
+                };
+            }
+            if ndcg > run_best {
+                (run_best, since_best) = (ndcg, 0);
+            } else {
+                since_best += 1;
+                if since_best >= cfg.patience {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One optimiser step on the units `chunk`; returns the batch's mean loss.
+    fn step(&self, chunk: &[usize], rng: &mut ChaCha8Rng, opt: &mut Adam) -> Result<f64> {
+        let (cfg, vars, device) = (self.cfg, self.vars, self.device);
+        // Negatives are drawn here, in batch order, so the shards do not change them.
+        let shards: Vec<Shard<'_>> = chunk
+            .chunks(chunk.len().div_ceil(cfg.shards.max(1)))
+            .map(|part| self.units.sample(part, rng, self.num_items, cfg.negatives))
+            .collect();
+        let rows: usize = shards.iter().map(Shard::rows).sum();
+        let parts = par_map(&shards, |s| {
+            training_step(|| {
+                let loss = s.loss(self.net, self.windows, device)?;
+                // Weighted by its share of the rows: the shards' sum is the batch mean.
+                let loss = (loss * (s.rows() as f64 / rows as f64))?;
+                Ok((loss.to_scalar::<f32>()?, loss.backward()?))
+            })
+        })?;
+        let mut parts = parts.into_iter();
+        let Some((loss, mut grads)) = parts.next() else {
+            return Ok(0.0);
+        };
+        let mut loss = f64::from(loss);
+        for (l, g) in parts {
+            loss += f64::from(l);
+            for (_, var) in vars {
+                if let Some(more) = g.get(var.as_tensor()) {
+                    let sum = match grads.get(var.as_tensor()) {
+                        Some(have) => (have + more)?,
+                        None => more.clone(),
+                    };
+                    grads.insert(var.as_tensor(), sum);
+                }
+            }
+        }
+        opt.step(&grads)?;
+        Ok(loss)
+    }
 }
 
 /// What an epoch iterates over, in shuffled order.
@@ -631,6 +825,38 @@ mod tests {
             .flat_map(|t| t.events[1..24].iter().map(|e| e.item))
             .collect();
         assert_eq!(targets, want);
+        Ok(())
+    }
+
+    #[test]
+    fn learning_rates_are_checked_and_round_trip_through_json() -> Result<()> {
+        let d = TrainConfig::default();
+        let cfg = d.with_rates(&[2e-3, 1e-2])?;
+        assert_eq!((cfg.lr, cfg.rates()), (2e-3, vec![2e-3, 1e-2]));
+        let json = serde_json::to_string(&cfg).map_err(|e| TrainerError::Data(e.to_string()))?;
+        assert!(json.contains("\"more_lrs\":[0.01]"), "{json}");
+        let back: TrainConfig =
+            serde_json::from_str(&json).map_err(|e| TrainerError::Data(e.to_string()))?;
+        assert_eq!(back, cfg);
+        // One rate writes the configuration as before the list existed, and reads it back.
+        let one = serde_json::to_string(&d).map_err(|e| TrainerError::Data(e.to_string()))?;
+        assert!(!one.contains("more_lrs"), "{one}");
+        assert_eq!(serde_json::from_str::<TrainConfig>(&one).ok(), Some(d));
+        for bad in [
+            &[][..],
+            &[1e-3, 1e-3],
+            &[f64::NAN],
+            &[1e-3, -1.0],
+            &[1e-3, f64::INFINITY],
+            &[1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+        ] {
+            assert!(
+                matches!(d.with_rates(bad), Err(TrainerError::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+        let too_many = json.replace("[0.01]", "[0.01,0.02,0.03,0.04]");
+        assert!(serde_json::from_str::<TrainConfig>(&too_many).is_err());
         Ok(())
     }
 
