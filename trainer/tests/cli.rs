@@ -1,6 +1,6 @@
 //! The `slowfast` binary as a user runs it: synth → data stats → eval, and clear errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn slowfast(args: &[&str]) -> Output {
@@ -13,6 +13,15 @@ fn slowfast(args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts that the command failed with `needle` in its error output.
+fn assert_fails_saying(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains(needle),
+        "{needle:?}: {err}"
+    );
 }
 
 fn synth_small(dir: &Path) -> String {
@@ -110,8 +119,7 @@ fn seeds_evaluated_apart_are_reused_by_the_whole_evaluation() {
     let out = dir.path().join("eval");
     let eval = |extra: &[&str]| eval_random_pop(&data, &out, extra);
     let o = eval(&["--only-seed", "3"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not one of the seeds 1..=2"));
+    assert_fails_saying(&o, "not one of the seeds 1..=2");
 
     let o = eval(&["--only-seed", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -158,8 +166,7 @@ fn a_rerun_evaluates_only_the_named_models_again_in_saved_seeds() {
     std::fs::write(&saved, record.to_string()).unwrap();
 
     let o = eval(&["--rerun", "FM"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not one of the evaluated models"));
+    assert_fails_saying(&o, "not one of the evaluated models");
     assert_eq!(read(), record, "a refused re-run changes nothing");
 
     let o = eval(&["--rerun", "pop"]);
@@ -217,8 +224,7 @@ fn unknown_model_is_a_clear_error() {
         "--out",
         dir.path().to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown model \"Popular\""));
+    assert_fails_saying(&o, "unknown model \"Popular\"");
 }
 
 #[test]
@@ -328,19 +334,14 @@ fn train_from_db_continues_a_checkpoint_on_what_devices_uploaded() {
         "--out",
         next.to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("clicks"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_fails_saying(&o, "clicks");
     let o = slowfast(&["train", "--from-db", &db, "--out", next.to_str().unwrap()]);
     assert!(!o.status.success(), "--from-db needs --checkpoint");
 }
 
 /// An FM evaluation on `data` (one seed, at most 3 epochs, patience 1) with `--max-valid`
-/// and `--lr` as given; returns its curves.
-fn fm_curves(dir: &Path, data: &str, max_valid: &str, lr: &str) -> Vec<serde_json::Value> {
+/// and `--lr` as given, into a directory of `dir` it returns.
+fn fm_eval(dir: &Path, data: &str, max_valid: &str, lr: &str) -> (Output, PathBuf) {
     let out = dir.join(format!("eval-{max_valid}-{lr}"));
     let o = slowfast(&[
         "eval",
@@ -361,6 +362,12 @@ fn fm_curves(dir: &Path, data: &str, max_valid: &str, lr: &str) -> Vec<serde_jso
         "--out",
         out.to_str().unwrap(),
     ]);
+    (o, out)
+}
+
+/// [`fm_eval`]'s curves.
+fn fm_curves(dir: &Path, data: &str, max_valid: &str, lr: &str) -> Vec<serde_json::Value> {
+    let (o, out) = fm_eval(dir, data, max_valid, lr);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     read_json(out.join("curves.json"))
         .as_array()
@@ -413,24 +420,6 @@ fn several_learning_rates_run_each_fit_once_per_rate() {
     assert_eq!(kept, 1, "{both:?}");
     let unvalidated = fm_curves(dir.path(), &data, "0", "1e-2,5e-2");
     assert_eq!(unvalidated.len(), 1, "{unvalidated:?}");
-    let out = dir.path().join("twice");
-    let o = slowfast(&[
-        "eval",
-        "--data",
-        &data,
-        "--models",
-        "FM",
-        "--seeds",
-        "1",
-        "--lr",
-        "1e-2,1e-2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("listed twice"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (o, _) = fm_eval(dir.path(), &data, "50", "1e-2,1e-2");
+    assert_fails_saying(&o, "listed twice");
 }
