@@ -6,7 +6,7 @@ mod planted;
 use planted::{assert_beat_random, small, synthetic};
 use slowfast_trainer::baselines::{Zoo, ZooConfig};
 use slowfast_trainer::checkpoint::model_version;
-use slowfast_trainer::data::{Dataset, EventKind};
+use slowfast_trainer::data::{Dataset, Event, EventKind};
 use slowfast_trainer::eval::protocol::{query, Scorer};
 use slowfast_trainer::eval::sampler::{sample_cases, Case, NEGATIVES};
 use slowfast_trainer::models::slowfast::{SlowFast, Step, Variant};
@@ -69,6 +69,47 @@ fn test_phase_events_never_reach_training() {
         assert_eq!(
             scores_of(&data, &cases, a.as_ref()),
             scores_of(&data, &cases, b.as_ref()),
+            "{name}"
+        );
+    }
+}
+
+/// F2S at test time: the slow component with F2S reads the negative memory the device uploaded
+/// when the fast phase ended, so it scores differently when only the fast phase's exposures
+/// differ; DIN, which has no negative memory, does not; and neither reads the test phase.
+#[test]
+fn the_fast_phase_exposures_reach_the_slow_side_only_through_the_negative_memory() {
+    let data = small();
+    let num_items = data.split.num_items as u32;
+    let remap = |events: &mut [Event], kinds: &[EventKind]| {
+        for e in events {
+            if kinds.contains(&e.kind) {
+                e.item = (e.item * 7 + 13) % num_items;
+            }
+        }
+    };
+    let (mut fast_exposures, mut test_phase) = (data.clone(), data.clone());
+    for t in &mut fast_exposures.split.timelines {
+        let (from, to) = (t.fast_start, t.test_start);
+        remap(&mut t.events[from..to], &[EventKind::Exposure]);
+    }
+    for t in &mut test_phase.split.timelines {
+        let from = t.test_start;
+        remap(
+            &mut t.events[from..],
+            &[EventKind::Exposure, EventKind::Click],
+        );
+    }
+    let cases = sample_cases(&data.split, 1, NEGATIVES).unwrap();
+    let mut zoo = Zoo::new(&data.split, 5, quick());
+    for name in ["DIN w/ F2S", "DIN"] {
+        let model = zoo.scorer(name).unwrap();
+        let clean = scores_of(&data, &cases, model.as_ref());
+        let changed = scores_of(&fast_exposures, &cases, model.as_ref());
+        assert_eq!(clean == changed, name == "DIN", "{name}");
+        assert_eq!(
+            clean,
+            scores_of(&test_phase, &cases, model.as_ref()),
             "{name}"
         );
     }

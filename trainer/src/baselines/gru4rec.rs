@@ -128,6 +128,7 @@ mod tests {
                 user: t.user,
                 slow: &[],
                 realtime: t.before(j + 1),
+                uploaded: &[],
             };
             let row = Row {
                 moment: 0,

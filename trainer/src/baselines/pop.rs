@@ -65,6 +65,7 @@ mod tests {
             user: 0,
             slow: &[],
             realtime: &[],
+            uploaded: &[],
             candidates: &[t, i1],
         };
         assert_eq!(pop.score(&[q]).unwrap(), [0.0, 1.0]);

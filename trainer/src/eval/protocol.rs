@@ -3,7 +3,11 @@
 //!
 //! The slow component cannot use test-phase events in time, so it predicts every test item
 //! from the **slow-phase history only**; the fast component runs on the device and sees
-//! **every event before the target** (real time).
+//! **every event before the target** (real time). The negative memory `r̂2` (F2S, eq. 5) is
+//! the one channel from the device to the cloud between slow updates: the device folds every
+//! exposure into it and uploads it on a schedule (Algorithm 1, fast inference steps 1–2),
+//! here at the end of each phase, so at test time the cloud holds the `r̂2` of **every event
+//! before the test phase**: the fast phase's exposures too, never a test-phase event.
 
 use crate::data::split::Split;
 use crate::data::Event;
@@ -30,6 +34,9 @@ pub struct Query<'a> {
     pub slow: &'a [Event],
     /// Every event before the target for [`View::RealTime`] models; empty for [`View::Slow`].
     pub realtime: &'a [Event],
+    /// The events whose exposures the negative memory `r̂2` the cloud holds was folded from
+    /// (uploaded by the device at the end of the fast phase): every event before the test phase.
+    pub uploaded: &'a [Event],
     pub candidates: &'a [u32],
 }
 
@@ -53,8 +60,8 @@ impl<S: Scorer + ?Sized> Scorer for std::sync::Arc<S> {
     }
 }
 
-/// The query a model with `view` gets for a case: the slow phase always, the real-time
-/// prefix only for on-device models.
+/// The query a model with `view` gets for a case: the slow phase and the last upload of `r̂2`
+/// always, the real-time prefix only for on-device models.
 pub fn query<'a>(split: &'a Split, case: &'a Case, view: View) -> Query<'a> {
     let t = &split.timelines[case.timeline];
     Query {
@@ -64,6 +71,7 @@ pub fn query<'a>(split: &'a Split, case: &'a Case, view: View) -> Query<'a> {
             View::Slow => &[],
             View::RealTime => t.before(case.target),
         },
+        uploaded: t.before(t.test_start),
         candidates: &case.candidates,
     }
 }
@@ -177,6 +185,34 @@ mod tests {
         // The slow phase never contains item 0, so the slow view never finds it.
         let slow = evaluate(&split, &cases, &LastClick(View::Slow), |_| {}).unwrap();
         assert_eq!(slow.means()[0], 0.0);
+    }
+
+    /// F2S: whatever the view, the cloud's `r̂2` is the device's upload at the end of the fast
+    /// phase, folded from every exposure before the test phase and from none after it.
+    #[test]
+    fn every_view_gets_the_negative_memory_uploaded_when_the_fast_phase_ends() {
+        let mut log = EventLog::default();
+        for i in 0..300 {
+            log.push_raw("filler", &format!("f{i}"), 0, EventKind::Exposure);
+        }
+        for t in 0..25 {
+            log.push_raw("u", &format!("c{t}"), 2 * t, EventKind::Click);
+            log.push_raw("u", &format!("x{t}"), 2 * t + 1, EventKind::Exposure);
+        }
+        let split = Split::new(&log);
+        let t = &split.timelines[0];
+        let cases = sample_cases(&split, 1, NEGATIVES).unwrap();
+        assert_eq!(cases.len(), 5);
+        for case in &cases {
+            for view in [View::Slow, View::RealTime] {
+                let q = query(&split, case, view);
+                assert_eq!(q.uploaded.len(), t.test_start, "{view:?}");
+                assert_eq!(q.slow, t.slow(), "the click history stays the slow phase");
+                let fast_exposures = t.fast().iter().filter(|e| e.kind == EventKind::Exposure);
+                assert!(fast_exposures.count() > 0);
+                assert!(q.uploaded.ends_with(t.fast()), "{view:?}");
+            }
+        }
     }
 
     #[test]

@@ -197,6 +197,7 @@ mod tests {
                 user: t.user,
                 slow: t.slow(),
                 realtime: t.before(t.test_start - cut),
+                uploaded: t.slow(),
             })
             .collect();
         let rows: Vec<Row> = (0..6)

@@ -43,6 +43,10 @@ pub struct Moment<'a> {
     pub slow: &'a [Event],
     /// The device's view: every event before this moment (empty for slow-only models).
     pub realtime: &'a [Event],
+    /// The events whose exposures the negative memory `r̂2` (F2S, eq. 5) is folded from: the
+    /// device's memory at the moment in slow training (the cloud refolds the logged
+    /// exposures), the last upload otherwise (see [`Phase`] and [`crate::eval::protocol`]).
+    pub uploaded: &'a [Event],
 }
 
 impl Moment<'_> {
@@ -59,6 +63,7 @@ impl<'a> From<&Query<'a>> for Moment<'a> {
             user: q.user,
             slow: q.slow,
             realtime: q.realtime,
+            uploaded: q.uploaded,
         }
     }
 }
@@ -109,7 +114,7 @@ impl Padded {
 pub struct Needs {
     /// `H^S`: slow-phase clicks.
     pub slow_history: bool,
-    /// Slow-phase exposures, folded by GRU_n into the negative memory `r̂2` (eq. 5).
+    /// The uploaded exposures, folded by GRU_n into the negative memory `r̂2` (eq. 5).
     pub neg_memory: bool,
     /// Real-time click and exposure windows (eq. 3).
     pub realtime: bool,
@@ -191,7 +196,7 @@ impl Batch {
                 last_items(m.slow, EventKind::Click, w.slow_history)
             })?,
             neg_memory: window(needs.neg_memory, &|m| {
-                last_items(m.slow, EventKind::Exposure, w.exposures)
+                last_items(m.uploaded, EventKind::Exposure, w.exposures)
             })?,
             clicks: window(needs.realtime, &|m| {
                 last_items(m.realtime, EventKind::Click, w.clicks)
@@ -225,11 +230,14 @@ pub struct Positive<'a> {
 /// Which clicks become training positives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Slow-phase clicks; the cloud's view is the slow phase up to the click (slow training).
+    /// Slow-phase clicks; the cloud's view is the slow phase up to the click (slow training),
+    /// and `r̂2` the device's memory at the click, refolded from the logged exposures.
     Slow,
-    /// Fast-phase clicks; the cloud's view is the whole slow phase (fast training with priors).
+    /// Fast-phase clicks; the cloud's view is the whole slow phase (fast training with priors),
+    /// and `r̂2` the one uploaded when the fast phase began (its slow-phase exposures).
     Fast,
-    /// Slow-phase clicks seen with real-time windows (fast pre-training for `MC2-SF+`).
+    /// Slow-phase clicks seen with real-time windows (fast pre-training for `MC2-SF+`); `r̂2`
+    /// as for [`Phase::Slow`].
     SlowRealTime,
 }
 
@@ -279,6 +287,7 @@ pub fn positives(split: &Split, phase: Phase) -> Positives<'_> {
                     user: t.user,
                     slow,
                     realtime,
+                    uploaded: slow,
                 },
                 item: t.events[j].item,
             };
@@ -397,6 +406,7 @@ mod tests {
             user: t.user,
             slow: t.slow(),
             realtime: t.before(t.test_start),
+            uploaded: t.before(t.test_start),
         };
         let rows = [
             Row {

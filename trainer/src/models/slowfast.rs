@@ -311,6 +311,7 @@ mod tests {
             user: t.user,
             slow: t.before(8),
             realtime: &[],
+            uploaded: t.before(8),
         };
         let target = t.events[8].item;
         let row = Row {
