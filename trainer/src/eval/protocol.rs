@@ -20,7 +20,8 @@ use super::sampler::Case;
 /// Which history a model is allowed to see at test time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
-    /// The slow-training phase only (cloud models).
+    /// The slow-training phase only, with the `r̂2` uploaded when the fast phase ended (cloud
+    /// models).
     Slow,
     /// Every event before the target (on-device models).
     RealTime,

@@ -190,7 +190,9 @@ fn protocol(data: &Dataset, cases_per_seed: usize, train: &TrainConfig) -> Proto
                             exposures), uniform without replacement, fixed per (seed, user, case)"
             .into(),
         ties: "pessimistic: negatives scoring >= the positive rank above it".into(),
-        slow_view: "the slow-training phase only".into(),
+        slow_view: "the slow-training phase only, with the negative memory r̂2 (F2S) the device \
+                    uploaded when the fast phase ended (every exposure before the test phase)"
+            .into(),
         fast_view: "every event before the target (real time)".into(),
         training: "each component in its own phase (paper §5.1.1): the slow side (Caser, \
                    SASRec, DIN, DIN w/ F2S) on the slow phase, the fast side (FM, NeuMF, \
