@@ -37,7 +37,9 @@
 //! item the user already clicked: slot 0 is *context* (a popular item of the session topic: the
 //! tab or search the user opened the session with), slot 1 is *history* (a popular item of the
 //! topic of a random past click), further slots are *popular* (global Zipf) or *explore*
-//! (uniform), half each. The policy does not know tastes or dislikes.
+//! (uniform), half each. The policy does not know tastes or dislikes. Optionally
+//! ([`SynthConfig::context_slots`], 1 by default, `slowfast synth --context-slots N`) the first
+//! N slots are *context* and the *history* slot follows them.
 //!
 //! The user ([`World::respond`]) picks one slate item or none by a softmax over utilities
 //! (multinomial logit), with a no-click option of utility `no_click` (1.5):
@@ -146,6 +148,11 @@ pub struct SynthConfig {
     pub zipf_exponent: f64,
     /// Items the logging policy shows per step.
     pub slate_size: usize,
+    /// Slots of each slate the logging policy fills from the session topic (1 by default,
+    /// `slowfast synth --context-slots N`). With 2 or more, a step shows at least one
+    /// session-topic item the user leaves unclicked, so the exposures, and the negative memory
+    /// folded from them, say what the user is browsing now.
+    pub context_slots: usize,
     /// Each user is simulated until a click count drawn uniformly in
     /// `min_clicks_per_user..=max_clicks_per_user`.
     pub min_clicks_per_user: usize,
@@ -177,6 +184,7 @@ impl Default for SynthConfig {
             aversion_rate: 0.0,
             zipf_exponent: 1.3,
             slate_size: 3,
+            context_slots: 1,
             min_clicks_per_user: 60,
             max_clicks_per_user: 120,
             session_min_steps: 8,
@@ -283,6 +291,12 @@ impl SynthConfig {
         }
         if self.slate_size == 0 {
             return bad("slate_size must be >= 1".into());
+        }
+        if self.context_slots == 0 || self.context_slots > self.slate_size {
+            return bad(format!(
+                "context_slots must be in 1..=slate_size ({}), got {}",
+                self.slate_size, self.context_slots
+            ));
         }
         if self.min_clicks_per_user == 0 || self.min_clicks_per_user > self.max_clicks_per_user {
             return bad(format!(

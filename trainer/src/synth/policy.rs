@@ -11,9 +11,9 @@ use crate::error::{Result, TrainerError};
 const MAX_TRIES: usize = 20;
 
 /// A simple production-like recommender that knows clicks and the session context but not
-/// tastes or dislikes: slot 0 shows a popular item of the session topic, slot 1 a popular item
-/// of the topic of a random past click, further slots a globally popular or a uniformly random
-/// item (half each). It never shows an item twice in a slate nor an item the user clicked.
+/// tastes or dislikes: the first [`SynthConfig::context_slots`](super::SynthConfig) slots (1)
+/// show popular items of the session topic, the next a popular item of the topic of a random
+/// past click, further slots a globally popular or a uniformly random item (half each). It never shows an item twice in a slate nor an item the user clicked.
 #[derive(Clone, Debug)]
 pub struct LoggingPolicy<'w> {
     world: &'w World,
@@ -58,12 +58,13 @@ impl<'w> LoggingPolicy<'w> {
         history: &[u32],
         rng: &mut R,
     ) -> Vec<u32> {
-        let size = self.world.config().slate_size;
+        let config = self.world.config();
+        let (size, context) = (config.slate_size, config.context_slots);
         let mut slate = Vec::with_capacity(size);
         for j in 0..size {
             let slot = match j {
-                0 => Slot::Context,
-                1 => Slot::History,
+                _ if j < context => Slot::Context,
+                _ if j == context => Slot::History,
                 _ if rng.random_bool(0.5) => Slot::Popular,
                 _ => Slot::Explore,
             };

@@ -592,7 +592,7 @@ type Breakage = fn(&mut SynthConfig);
 
 #[test]
 fn validate_names_the_bad_field() {
-    let cases: [(&str, Breakage); 18] = [
+    let cases: [(&str, Breakage); 20] = [
         ("users", |c| c.users = 0),
         ("items", |c| c.items = 0),
         ("topics", |c| c.topics = 0),
@@ -608,6 +608,8 @@ fn validate_names_the_bad_field() {
         ("taste_concentration", |c| c.taste_concentration = 0.0),
         ("zipf_exponent", |c| c.zipf_exponent = f64::NAN),
         ("slate_size", |c| c.slate_size = 0),
+        ("context_slots", |c| c.context_slots = 0),
+        ("context_slots", |c| c.context_slots = 4),
         ("clicks per user", |c| c.min_clicks_per_user = 200),
         ("max_clicks_per_user + slate_size", |c| c.items = 100),
         ("session steps", |c| c.session_min_steps = 0),
@@ -825,4 +827,56 @@ fn a_fading_interest_or_an_aversion_is_what_the_clicks_alone_get_wrong() -> Resu
         }
     }
     Ok(())
+}
+
+/// [`SynthConfig::context_slots`]: the first N slots of every slate show the session topic, so
+/// with two of them the exposures the user leaves unclicked carry the session topic far more
+/// often than with the default one.
+#[test]
+fn context_slots_show_the_session_topic_in_the_exposures() {
+    let run = |context_slots: usize| {
+        let cfg = SynthConfig {
+            users: 50,
+            context_slots,
+            ..SynthConfig::default()
+        };
+        let world = World::new(&cfg).unwrap();
+        let policy = LoggingPolicy::new(&world).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        // (context slots on the session topic, context slots), (unclicked on it, unclicked).
+        // A context slot falls back to any item when its draws keep hitting clicked ones.
+        let (mut context, mut unclicked) = ((0u64, 0u64), (0u64, 0u64));
+        for user in 0..cfg.users as u32 {
+            let mut state = world.new_user_state(user, &mut rng);
+            let mut history = Vec::new();
+            for _ in 0..60 {
+                let topic = state.session_topic();
+                let slate = policy.slate(&state, &history, &mut rng);
+                let r = world.step(&mut state, user, &slate, &mut rng);
+                for (j, &item) in slate.iter().enumerate() {
+                    let on_topic = u64::from(world.item_topic(item) == topic);
+                    if j < context_slots {
+                        context = (context.0 + on_topic, context.1 + 1);
+                    }
+                    if r.clicked != Some(j) {
+                        unclicked = (unclicked.0 + on_topic, unclicked.1 + 1);
+                    }
+                }
+                history.extend(r.clicked.map(|j| slate[j]));
+            }
+        }
+        (rate(context), rate(unclicked))
+    };
+    let (context_1, unclicked_1) = run(1);
+    let (context_2, unclicked_2) = run(2);
+    assert!(
+        context_1 > 0.85 && context_2 > 0.85,
+        "{context_1} {context_2}"
+    );
+    assert!(
+        unclicked_2 > 2.0 * unclicked_1,
+        "session topic among unclicked exposures: {unclicked_1:.3} with one context slot, \
+         {unclicked_2:.3} with two"
+    );
+    assert!(unclicked_2 > 0.3, "{unclicked_2:.3}");
 }
