@@ -182,8 +182,11 @@ struct SynthArgs {
     /// three taste topics is ignored for the next 15–40 clicks (in [0, 1]).
     #[arg(long, default_value_t = SynthConfig::default().aversion_rate)]
     aversion_rate: f64,
-    /// Slots of each 3-item slate the logging policy fills from the session topic (1 to 3):
-    /// with 2 or more the exposures show what the user is browsing now.
+    /// Items the logging policy shows per step (the user clicks at most one).
+    #[arg(long, default_value_t = SynthConfig::default().slate_size)]
+    slate_size: usize,
+    /// Slots of each slate the logging policy fills from the session topic (1 to the slate
+    /// size): with 2 or more the exposures show what the user is browsing now.
     #[arg(long, default_value_t = SynthConfig::default().context_slots)]
     context_slots: usize,
     #[arg(long)]
@@ -462,6 +465,7 @@ fn synth_cmd(a: &SynthArgs) -> Result<()> {
         seed: a.seed,
         fading_topics: a.fading_topics,
         aversion_rate: a.aversion_rate,
+        slate_size: a.slate_size,
         context_slots: a.context_slots,
         ..SynthConfig::default()
     };

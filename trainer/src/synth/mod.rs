@@ -33,13 +33,23 @@
 //!
 //! # A step: the logging policy shows a slate, the user clicks at most one item
 //!
-//! The built-in [`LoggingPolicy`] fills a slate of `slate_size` (3) items, never repeating an
-//! item the user already clicked: slot 0 is *context* (a popular item of the session topic: the
-//! tab or search the user opened the session with), slot 1 is *history* (a popular item of the
+//! The built-in [`LoggingPolicy`] fills a slate of `slate_size` (4, `slowfast synth
+//! --slate-size`) items, never repeating an item the user already clicked: the first
+//! `context_slots` (2, `--context-slots`) are *context* (popular items of the session topic: the
+//! tab or search the user opened the session with), the next is *history* (a popular item of the
 //! topic of a random past click), further slots are *popular* (global Zipf) or *explore*
-//! (uniform), half each. The policy does not know tastes or dislikes. Optionally
-//! ([`SynthConfig::context_slots`], 1 by default, `slowfast synth --context-slots N`) the first
-//! N slots are *context* and the *history* slot follows them.
+//! (uniform), half each. The policy does not know tastes or dislikes. As a production feed
+//! does, it shows more of what the user browses now than the user clicks, so about half of the
+//! unclicked exposures are on the session topic (0.47; 0.20 with one context slot, the test
+//! `context_slots_show_the_session_topic_in_the_exposures`) and the negative memory folded
+//! from them says what the user is browsing (the premise of F2S, paper §4.3); the last slot
+//! still shows the hidden dislikes now and then.
+//!
+//! Until stop 36 the default was 3-item slates with one context slot (`--slate-size 3
+//! --context-slots 1`, the log of the tables in `docs/results/synthetic/slate3-context1/` and
+//! of the studies beside it): there only about a quarter of the unclicked exposures were on
+//! the session topic, the negative memory said little the clicks did not, and `DIN w/ F2S`
+//! stayed level with DIN (`docs/results/README.md`).
 //!
 //! The user ([`World::respond`]) picks one slate item or none by a softmax over utilities
 //! (multinomial logit), with a no-click option of utility `no_click` (1.5):
@@ -69,27 +79,28 @@
 //! # Sizes and time
 //!
 //! Each user draws an activity level, a click count uniform in 60–120, and is simulated until
-//! they reach it. With 3-item slates and ~0.9 clicks per step this gives ~2.3 exposures per
-//! click: the default (1,000 users × 1,000 items) is ≈ 90k clicks + 210k exposures. The explore
-//! slot shows every item ~50 times, so every item passes the 20-interaction filter. On it a
-//! popularity ranking reaches HR@10 ≈ 0.30 (random: 0.10) and the planted
-//! [`World::preference`] ≈ 0.55 (last click against 99 never-seen items). Under the eval
-//! protocol (last 5 clicks, 3 sampler seeds) a near-oracle, the planted preference plus the
-//! session bonus for the previous click's topic, reaches HR@10 0.799 and HR@1 0.388: most
-//! test clicks are decided by the session topic, and this is about the ceiling a learned
-//! model can reach on the default (the test `the_near_oracle_shows_the_session_signal_and_the_ceiling`).
+//! they reach it. With 4-item slates and ~0.9 clicks per step this gives ~3.3 exposures per
+//! click: the default (1,000 users × 1,000 items) is ≈ 90k clicks + 294k exposures. The explore
+//! slot shows every item tens of times, so every item passes the 20-interaction filter. On it a
+//! popularity ranking beats random (HR@10 0.10) and the planted [`World::preference`] beats
+//! popularity by more than 0.1 (last click against 99 never-seen items, the test
+//! `popularity_and_planted_preference_beat_random`). Under the eval protocol (last 5 clicks,
+//! 3 sampler seeds) a near-oracle, the planted preference plus the session bonus for the
+//! previous click's topic, reaches HR@10 0.861 and HR@1 0.479 (0.574 and 0.227 without the
+//! session bonus): most test clicks are decided by the session topic, and this is about the
+//! ceiling a learned model can reach on the default (the test
+//! `the_near_oracle_shows_the_session_signal_and_the_ceiling`).
 //! The hidden dislikes are a weak signal under that protocol: the near-oracle that does not
-//! know them loses only HR@10 0.0084 without the session term (0.561 → 0.553) and 0.0025 with
+//! know them loses only HR@10 0.0096 without the session term (0.574 → 0.565) and 0.0017 with
 //! it, because they fall on topics the user's taste already leaves near 0 and the negatives
 //! exclude every item the user was shown.
 //! A fading interest is the opposite: with `fading_topics = 1` the near-oracle that does not
-//! know the fade (scores the faded topic by its taste, as the clicks say) loses HR@10 0.131
-//! without the session term (0.552 → 0.421) and 0.049 with it (0.832 → 0.783), the test
+//! know the fade (scores the faded topic by its taste, as the clicks say) loses HR@10 0.111
+//! without the session term (0.543 → 0.432) and 0.032 with it (0.886 → 0.854), the test
 //! `a_fading_interest_or_an_aversion_is_what_the_clicks_alone_get_wrong`. Temporary
-//! aversions at `aversion_rate = 1` cost that blind near-oracle HR@10 0.096 without the session
-//! term (0.502 → 0.406, HR@1 0.161 → 0.085) and 0.026 with it (0.801 → 0.776), where it knows
-//! the aversion still on at the end of the history. The default keeps both off, so the default
-//! log is byte-identical to the one the committed tables were made on.
+//! aversions at `aversion_rate = 1` cost that blind near-oracle HR@10 0.100 without the session
+//! term (0.511 → 0.411, HR@1 0.179 → 0.105) and 0.019 with it (0.849 → 0.831), where it knows
+//! the aversion still on at the end of the history. The default keeps both off.
 //! Timestamps are seconds: each user starts within 14 days after `start_ts` (2024-01-01 UTC),
 //! slates of a session are 20–120 s apart, a click comes 2–20 s after its slate (so the
 //! exposures of a slate precede its click), and users are interleaved in time: the log is
@@ -148,10 +159,10 @@ pub struct SynthConfig {
     pub zipf_exponent: f64,
     /// Items the logging policy shows per step.
     pub slate_size: usize,
-    /// Slots of each slate the logging policy fills from the session topic (1 by default,
+    /// Slots of each slate the logging policy fills from the session topic (2 by default,
     /// `slowfast synth --context-slots N`). With 2 or more, a step shows at least one
     /// session-topic item the user leaves unclicked, so the exposures, and the negative memory
-    /// folded from them, say what the user is browsing now.
+    /// folded from them, say what the user is browsing now; with 1 they say little.
     pub context_slots: usize,
     /// Each user is simulated until a click count drawn uniformly in
     /// `min_clicks_per_user..=max_clicks_per_user`.
@@ -183,8 +194,8 @@ impl Default for SynthConfig {
             fading_topics: 0,
             aversion_rate: 0.0,
             zipf_exponent: 1.3,
-            slate_size: 3,
-            context_slots: 1,
+            slate_size: 4,
+            context_slots: 2,
             min_clicks_per_user: 60,
             max_clicks_per_user: 120,
             session_min_steps: 8,

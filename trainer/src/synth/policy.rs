@@ -11,7 +11,7 @@ use crate::error::{Result, TrainerError};
 const MAX_TRIES: usize = 20;
 
 /// A simple production-like recommender that knows clicks and the session context but not
-/// tastes or dislikes: the first [`SynthConfig::context_slots`](super::SynthConfig) slots (1)
+/// tastes or dislikes: the first [`SynthConfig::context_slots`](super::SynthConfig) slots (2)
 /// show popular items of the session topic, the next a popular item of the topic of a random
 /// past click, further slots a globally popular or a uniformly random item (half each). It never shows an item twice in a slate nor an item the user clicked.
 #[derive(Clone, Debug)]

@@ -116,7 +116,11 @@ fn default_config_meets_the_pipeline_needs() {
         "mean clicks per user {mean}"
     );
     let ratio = n_exposures as f64 / n_clicks as f64;
-    assert!((1.0..=3.0).contains(&ratio), "exposures per click {ratio}");
+    let slate = SynthConfig::default().slate_size as f64;
+    assert!(
+        (1.0..=slate).contains(&ratio),
+        "exposures per click {ratio} (slates of {slate})"
+    );
 
     let mut per_item = vec![0usize; world.num_items()];
     for e in &log.events {
@@ -609,7 +613,7 @@ fn validate_names_the_bad_field() {
         ("zipf_exponent", |c| c.zipf_exponent = f64::NAN),
         ("slate_size", |c| c.slate_size = 0),
         ("context_slots", |c| c.context_slots = 0),
-        ("context_slots", |c| c.context_slots = 4),
+        ("context_slots", |c| c.context_slots = c.slate_size + 1),
         ("clicks per user", |c| c.min_clicks_per_user = 200),
         ("max_clicks_per_user + slate_size", |c| c.items = 100),
         ("session steps", |c| c.session_min_steps = 0),
@@ -810,8 +814,8 @@ fn the_near_oracle_shows_the_session_signal_and_the_ceiling() -> Result<()> {
 #[test]
 fn a_fading_interest_or_an_aversion_is_what_the_clicks_alone_get_wrong() -> Result<()> {
     for (name, (world, log), margin) in [
-        ("synthetic, fading 1", fading_log(), 0.03),
-        ("synthetic, aversion 1", aversion_log(), 0.02),
+        ("synthetic, fading 1", fading_log(), 0.02),
+        ("synthetic, aversion 1", aversion_log(), 0.015),
     ] {
         let data = oracle_data(name, world, log)?;
         for session in [false, true] {
@@ -831,7 +835,7 @@ fn a_fading_interest_or_an_aversion_is_what_the_clicks_alone_get_wrong() -> Resu
 
 /// [`SynthConfig::context_slots`]: the first N slots of every slate show the session topic, so
 /// with two of them the exposures the user leaves unclicked carry the session topic far more
-/// often than with the default one.
+/// often than with one (0.47 against 0.20 on 4-item slates, 0.66 against 0.27 on 3-item ones).
 #[test]
 fn context_slots_show_the_session_topic_in_the_exposures() {
     let run = |context_slots: usize| {
