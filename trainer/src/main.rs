@@ -364,6 +364,12 @@ struct DemoArgs {
     /// Items of the synthetic world.
     #[arg(long, default_value_t = SynthConfig::default().items)]
     items: usize,
+    /// Items the world's logging policy showed per step in the logged history.
+    #[arg(long, default_value_t = SynthConfig::default().slate_size)]
+    slate_size: usize,
+    /// Slots of each logged slate filled from the session topic.
+    #[arg(long, default_value_t = SynthConfig::default().context_slots)]
+    context_slots: usize,
     /// The most epochs per fit of the initial training.
     #[arg(long, default_value_t = DemoConfig::default().train.max_epochs)]
     epochs: usize,
@@ -392,6 +398,8 @@ impl DemoArgs {
             synth: SynthConfig {
                 users: self.users,
                 items: self.items,
+                slate_size: self.slate_size,
+                context_slots: self.context_slots,
                 ..d.synth
             },
             devices: self.devices,

@@ -423,3 +423,45 @@ fn several_learning_rates_run_each_fit_once_per_rate() {
     let (o, _) = fm_eval(dir.path(), &data, "50", "1e-2,1e-2");
     assert_fails_saying(&o, "listed twice");
 }
+
+/// `synth --slate-size N --context-slots N` shape the logging policy: a smaller slate logs fewer
+/// exposures for the same clicks, and more session-topic slots than the slate holds is refused
+/// by `synth` and by `demo`, which generates its world the same way.
+#[test]
+fn the_logging_policy_flags_shape_the_log_and_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = |name: &str, policy: &[&str]| -> (u64, u64) {
+        let path = dir.path().join(name);
+        let mut args = vec!["synth", "--users", "60", "--items", "400"];
+        args.extend_from_slice(policy);
+        args.extend_from_slice(&["--out", path.to_str().unwrap()]);
+        let o = slowfast(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // "wrote PATH: U users, I items, C clicks, E exposures (seed S)"
+        let out = stdout(&o);
+        let number_before = |what: &str| -> u64 {
+            let head = &out[..out.find(what).unwrap_or_else(|| panic!("{what}: {out}"))];
+            head.trim_end()
+                .rsplit([' ', ','])
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (number_before(" clicks"), number_before(" exposures"))
+    };
+    let default = counts("default.csv.gz", &[]);
+    let narrow = counts(
+        "narrow.csv.gz",
+        &["--slate-size", "3", "--context-slots", "1"],
+    );
+    assert_eq!(default.0, narrow.0, "each user clicks until a drawn count");
+    assert!(narrow.1 < default.1, "{narrow:?} vs {default:?}");
+
+    let too_many = ["--slate-size", "3", "--context-slots", "4"];
+    let o = slowfast(&[&["synth", "--out", "x.csv.gz"][..], &too_many[..]].concat());
+    assert_fails_saying(&o, "context_slots");
+    let out = dir.path().join("demo");
+    let o = slowfast(&[&["demo", "--out", out.to_str().unwrap()][..], &too_many[..]].concat());
+    assert_fails_saying(&o, "context_slots");
+}
