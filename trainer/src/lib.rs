@@ -17,5 +17,6 @@ pub mod synth;
 pub use error::{Result, TrainerError};
 pub mod models;
 pub mod ort_env;
+pub mod ort_fetch;
 pub mod retrain;
 pub mod serve;

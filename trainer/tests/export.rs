@@ -81,7 +81,7 @@ fn onnx_checker_accepts_the_three_files() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("No module named 'onnx'"),
-        "the Python `onnx` package is missing: pip install onnx onnxruntime==1.31.1"
+        "the Python `onnx` package is missing: pip install onnx"
     );
     assert!(out.status.success(), "onnx.checker failed: {stderr}");
 }
