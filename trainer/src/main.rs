@@ -11,6 +11,7 @@ use slowfast_trainer::bench;
 use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
 use slowfast_trainer::demo::{self, DemoConfig};
 use slowfast_trainer::eval::resume::SeedStore;
+use slowfast_trainer::eval::sampler::NegativePool;
 use slowfast_trainer::eval::{chart, curves, runner};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{self, SynthConfig};
@@ -301,6 +302,11 @@ struct TrainingArgs {
     /// on the shard count, not on the threads).
     #[arg(long, default_value_t = TrainConfig::default().shards)]
     shards: usize,
+    /// Which items may be negatives in validation and, in `eval`, in the test: `not-clicked`
+    /// (items the user never clicked; items only shown are eligible, as in a deployed feed)
+    /// or `not-interacted` (no click and no exposure: the paper's reading).
+    #[arg(long, value_enum, default_value_t = NegativePool::default())]
+    negative_pool: NegativePool,
 }
 
 impl TrainingArgs {
@@ -314,6 +320,7 @@ impl TrainingArgs {
                 patience: self.patience,
                 max_valid: self.max_valid,
                 shards: self.shards,
+                negative_pool: self.negative_pool,
                 ..d.train
             }
             .with_rates(&self.lr)?,

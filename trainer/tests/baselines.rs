@@ -9,7 +9,7 @@ use slowfast_trainer::baselines::learned::realtime_positives;
 use slowfast_trainer::baselines::{Arch, Learned, Zoo, ZooConfig};
 use slowfast_trainer::data::split::Split;
 use slowfast_trainer::eval::protocol::{query, Scorer, View};
-use slowfast_trainer::eval::sampler::{sample_cases, NEGATIVES};
+use slowfast_trainer::eval::sampler::{sample_cases, NegativePool, NEGATIVES};
 use slowfast_trainer::models::features::{
     positives, Batch, Moment, Phase, Positives, Row, Windows,
 };
@@ -84,7 +84,7 @@ fn every_baseline_beats_random_after_a_few_epochs() {
         "DIN+NeuMF+",
         "DIN+GRU4Rec+",
     ];
-    assert_beat_random(&data, &mut zoo, &baselines);
+    assert_beat_random(&data, &mut zoo, &baselines, NegativePool::default());
     let names: Vec<&str> = zoo.logs.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
         names.contains(&"DIN+GRU4Rec+") && names.contains(&"SASRec"),
@@ -97,7 +97,7 @@ fn every_baseline_beats_random_after_a_few_epochs() {
 #[test]
 fn padding_does_not_change_a_score() {
     let data = small();
-    let cases = sample_cases(&data.split, 2, NEGATIVES).unwrap();
+    let cases = sample_cases(&data.split, 2, NEGATIVES, NegativePool::default()).unwrap();
     let split = &data.split;
     let short = cases
         .iter()
@@ -131,7 +131,7 @@ fn padding_does_not_change_a_score() {
 fn every_parameter_of_every_baseline_gets_a_gradient() {
     let data = small();
     let split = &data.split;
-    let cases = sample_cases(split, 4, NEGATIVES).unwrap();
+    let cases = sample_cases(split, 4, NEGATIVES, NegativePool::default()).unwrap();
     for arch in LEARNED {
         let model = untrained(split, arch, 5);
         let queries: Vec<_> = (cases.iter().take(40))

@@ -4,7 +4,9 @@
 //! `(l−9)…(l−5)` the **fast-training phase**, and the rest the **slow-training phase**.
 //! Exposures follow the same cut-offs: an exposure belongs to the phase of the next click
 //! boundary it precedes. Events are sorted by time with a stable sort, so ties in time keep
-//! file order. Users with fewer than [`MIN_CLICKS`] clicks have no slow phase and are left out
+//! file order for the split itself (which phase an event falls in); what a moment may *see* is
+//! strictly earlier in time ([`Timeline::before`]): events of the same second never see each
+//! other. Users with fewer than [`MIN_CLICKS`] clicks have no slow phase and are left out
 //! of the split (counted in [`SplitReport::users_too_short`]).
 
 use serde::Serialize;
@@ -66,9 +68,24 @@ impl Timeline {
         &self.events[self.test_start..]
     }
 
-    /// Every event before position `index` (what a real-time model knows at that moment).
+    /// Every event strictly earlier in time than the event at `index`: what a real-time model
+    /// knows at that moment. Events sharing its timestamp are simultaneous with it and stay
+    /// invisible whatever their file order (a phone never sees an event before it happened);
+    /// past the end, every event.
     pub fn before(&self, index: usize) -> &[Event] {
-        &self.events[..index.min(self.events.len())]
+        let Some(at) = self.events.get(index) else {
+            return &self.events;
+        };
+        // Events are sorted by time: the visible prefix ends at the first event of `at`'s second.
+        let end = self.events[..index].partition_point(|e| e.ts < at.ts);
+        &self.events[..end]
+    }
+
+    /// The slow phase as visible at the moment of the event at `index` (strictly earlier events
+    /// only: the slow phase's last events may share the timestamp of a later target).
+    pub fn slow_before(&self, index: usize) -> &[Event] {
+        let visible = self.before(index);
+        &visible[..visible.len().min(self.fast_start)]
     }
 
     /// Indices (into [`Timeline::events`]) of the test-phase clicks: the evaluation targets.
@@ -251,6 +268,42 @@ mod tests {
         let split = Split::new(&log);
         assert_eq!(split.report.users, 1);
         assert_eq!(split.report.users_too_short, 1);
+    }
+
+    /// Strict time: a target sharing its second with events earlier in the file never sees
+    /// them (nor the slow phase's events of that second); a strictly earlier event it does.
+    #[test]
+    fn a_target_never_sees_an_event_of_its_own_second() {
+        let mut log = EventLog::default();
+        for k in 0..12 {
+            log.push_raw("u", &format!("c{k}"), 10 * k, Click);
+        }
+        // Same second as the first test click (c7 at t = 70), earlier in the file.
+        log.push_raw("u", "tie", 70, Exposure);
+        log.push_raw("u", "c7-again", 70, Click);
+        let split = Split::new(&log);
+        let t = &split.timelines[0];
+        // Of the 13 clicks, the ninth (c7-again) is the first test click.
+        let target = (0..t.events.len())
+            .find(|&i| log.items.raw(t.events[i].item) == Some("c7-again"))
+            .unwrap();
+        let tie = (0..t.events.len())
+            .find(|&i| log.items.raw(t.events[i].item) == Some("tie"))
+            .unwrap();
+        assert!(tie < target, "the tie is earlier in file order");
+        let visible = names(&log, t.before(target));
+        assert!(
+            !visible.contains(&"tie") && !visible.contains(&"c7"),
+            "{visible:?}"
+        );
+        assert_eq!(visible.last(), Some(&"c6"));
+        // The event right after a tie group sees all of it.
+        assert_eq!(t.before(target + 1).len(), target + 1);
+        // Past the end: everything.
+        assert_eq!(t.before(usize::MAX).len(), t.events.len());
+        // The slow phase seen from a target is cut the same way.
+        assert!(t.slow_before(target).len() <= t.slow().len());
+        assert_eq!(t.slow_before(t.events.len() - 1), t.slow());
     }
 
     #[test]

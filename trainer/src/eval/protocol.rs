@@ -67,7 +67,7 @@ pub fn query<'a>(split: &'a Split, case: &'a Case, view: View) -> Query<'a> {
     let t = &split.timelines[case.timeline];
     Query {
         user: t.user,
-        slow: t.slow(),
+        slow: t.slow_before(case.target),
         realtime: match view {
             View::Slow => &[],
             View::RealTime => t.before(case.target),
@@ -129,7 +129,7 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use crate::data::{EventKind, EventLog};
-    use crate::eval::sampler::{sample_cases, NEGATIVES};
+    use crate::eval::sampler::{sample_cases, NegativePool, NEGATIVES};
 
     /// Scores the candidate that was clicked most recently in the visible history highest;
     /// used to check that each view exposes exactly the history it promises.
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn real_time_view_sees_earlier_test_clicks_slow_view_does_not() {
         let split = repeat_clicker();
-        let cases = sample_cases(&split, 3, NEGATIVES).unwrap();
+        let cases = sample_cases(&split, 3, NEGATIVES, NegativePool::default()).unwrap();
         // The filler user has no clicks, so it is left out of the split: 5 cases, all of "u".
         assert_eq!(cases.len(), 5);
         // Test clicks are all item 0; real time sees the previous test click from case 2 on.
@@ -202,7 +202,7 @@ mod tests {
         }
         let split = Split::new(&log);
         let t = &split.timelines[0];
-        let cases = sample_cases(&split, 1, NEGATIVES).unwrap();
+        let cases = sample_cases(&split, 1, NEGATIVES, NegativePool::default()).unwrap();
         assert_eq!(cases.len(), 5);
         for case in &cases {
             for view in [View::Slow, View::RealTime] {
@@ -228,7 +228,7 @@ mod tests {
             }
         }
         let split = repeat_clicker();
-        let cases = sample_cases(&split, 3, NEGATIVES).unwrap();
+        let cases = sample_cases(&split, 3, NEGATIVES, NegativePool::default()).unwrap();
         assert!(evaluate(&split, &cases, &Short, |_| {}).is_err());
     }
 }

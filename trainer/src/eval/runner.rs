@@ -131,7 +131,7 @@ fn run_seed(
     keep: Option<(SeedOutcome, &[String])>,
 ) -> Result<SeedOutcome> {
     let split = &data.split;
-    let cases = sample_cases(split, seed, NEGATIVES)?;
+    let cases = sample_cases(split, seed, NEGATIVES, config.train.negative_pool)?;
     let mut zoo = Zoo::new(split, seed, config);
     let mut rows = Vec::with_capacity(models.len());
     for (k, name) in models.iter().enumerate() {
@@ -186,14 +186,17 @@ fn protocol(data: &Dataset, cases_per_seed: usize, train: &TrainConfig) -> Proto
                 training, the rest = slow training; exposures follow the same cut-offs"
             .into(),
         negatives: NEGATIVES,
-        negative_sampling: "99 items the user never interacted with (any phase, clicks or \
-                            exposures), uniform without replacement, fixed per (seed, user, case)"
-            .into(),
+        negative_sampling: format!(
+            "99 {}, uniform without replacement, fixed per (seed, user, case)",
+            train.negative_pool.describe()
+        ),
         ties: "pessimistic: negatives scoring >= the positive rank above it".into(),
         slow_view: "the slow-training phase only, with the negative memory r̂2 (F2S) the device \
                     uploaded when the fast phase ended (every exposure before the test phase)"
             .into(),
-        fast_view: "every event before the target (real time)".into(),
+        fast_view: "every event strictly earlier in time than the target (real time; events \
+                    of the same second are simultaneous and do not see each other)"
+            .into(),
         training: "each component in its own phase (paper §5.1.1): the slow side (Caser, \
                    SASRec, DIN, DIN w/ F2S) on the slow phase, the fast side (FM, NeuMF, \
                    GRU4Rec, DIN+X, MC2-SF) on the fast phase; rows ending in + (beyond the \
@@ -201,8 +204,9 @@ fn protocol(data: &Dataset, cases_per_seed: usize, train: &TrainConfig) -> Proto
             .into(),
         validation: format!(
             "early stopping on NDCG@10 of the first {max_valid} users' last click of the \
-             phase a fit trains on (held out of training, against 99 items unseen before \
-             it); the other users' last clicks train{choice}"
+             phase a fit trains on (held out of training, against 99 items drawn from the \
+             same pool as the test negatives, as far as visible before it); the other users' \
+             last clicks train{choice}"
         ),
         spread: "sample standard deviation (n-1) of per-seed means".into(),
         users: data.split.timelines.len(),

@@ -275,7 +275,7 @@ pub fn positives(split: &Split, phase: Phase) -> Positives<'_> {
         for (k, &j) in clicks.iter().enumerate() {
             let slow = match phase {
                 Phase::Slow | Phase::SlowRealTime => t.before(j),
-                Phase::Fast => t.slow(),
+                Phase::Fast => t.slow_before(j),
             };
             let realtime = if phase == Phase::Slow {
                 &[][..]

@@ -27,6 +27,7 @@ use super::{Net, SequenceNet};
 use crate::error::{Result, TrainerError};
 use crate::eval::metrics::{pessimistic_rank, Metric};
 use crate::eval::protocol::Query;
+use crate::eval::sampler::NegativePool;
 
 /// How a component is trained.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,10 @@ pub struct TrainConfig {
     /// `max_valid` held-out clicks; the rest are trained on like any other click.
     pub max_valid: usize,
     pub seed: u64,
+    /// Which items may be validation negatives (and, in `slowfast eval`, test negatives):
+    /// the pool of the evaluation protocol, restricted to what is visible at the moment.
+    #[serde(default)]
+    pub negative_pool: NegativePool,
     /// Shards per mini-batch (see the module doc); 1 differentiates the batch at once.
     #[serde(default = "default_shards")]
     pub shards: usize,
@@ -220,6 +225,7 @@ impl Default for TrainConfig {
             patience: 2,
             max_valid: 1000,
             seed: 1,
+            negative_pool: NegativePool::NotClicked,
             shards: 2,
         }
     }
@@ -273,7 +279,7 @@ pub fn fit(
         .map_or(Device::Cpu, |(_, v)| v.device().clone());
     let (train, held) = data.carve(cfg.max_valid);
     let units = Units::new(net, &train);
-    let valid = ValidSet::new(held, num_items, cfg.seed);
+    let valid = ValidSet::new(held, num_items, cfg.seed, cfg.negative_pool);
     let validated = !valid.cases.is_empty();
     let mut rates = cfg.rates();
     if !validated {
@@ -705,24 +711,20 @@ fn restore(vars: &[(String, Var)], saved: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// Validation cases: each held-out positive against 99 items not seen before its moment.
+/// Validation cases: each held-out positive against 99 items of the negative pool, as far as
+/// it is visible at the positive's moment (no later event is consulted).
 struct ValidSet<'a> {
     cases: Vec<(Moment<'a>, Vec<u32>)>,
 }
 
 impl<'a> ValidSet<'a> {
-    fn new(valid: &[Positive<'a>], num_items: usize, seed: u64) -> Self {
+    fn new(valid: &[Positive<'a>], num_items: usize, seed: u64, pool: NegativePool) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
         let cases = valid
             .iter()
             .filter_map(|p| {
-                let seen: HashSet<u32> = p
-                    .moment
-                    .slow
-                    .iter()
-                    .chain(p.moment.realtime)
-                    .map(|e| e.item)
-                    .collect();
+                let seen: HashSet<u32> =
+                    pool.excluded(p.moment.slow.iter().chain(p.moment.realtime));
                 if num_items < seen.len() + 200 {
                     return None;
                 }

@@ -5,7 +5,7 @@ use slowfast_trainer::baselines::Zoo;
 use slowfast_trainer::data::Dataset;
 use slowfast_trainer::eval::metrics::{Metric, METRICS};
 use slowfast_trainer::eval::protocol::evaluate;
-use slowfast_trainer::eval::sampler::{sample_cases, NEGATIVES};
+use slowfast_trainer::eval::sampler::{sample_cases, NegativePool, NEGATIVES};
 use slowfast_trainer::synth::{generate, SynthConfig};
 
 /// The synthetic default's world at `users` × `items`, with `clicks` clicks per user.
@@ -25,10 +25,10 @@ pub fn small() -> Dataset {
     synthetic(120, 400, 40..=60)
 }
 
-/// Trains each of `models` in `zoo` and asserts that its test HR@10 (sampler seed 1) beats
-/// Random's by more than 0.05.
-pub fn assert_beat_random(data: &Dataset, zoo: &mut Zoo<'_>, models: &[&str]) {
-    let cases = sample_cases(&data.split, 1, NEGATIVES).unwrap();
+/// Trains each of `models` in `zoo` and asserts that its test HR@10 (sampler seed 1, negatives
+/// from `pool`) beats Random's by more than 0.05.
+pub fn assert_beat_random(data: &Dataset, zoo: &mut Zoo<'_>, models: &[&str], pool: NegativePool) {
+    let cases = sample_cases(&data.split, 1, NEGATIVES, pool).unwrap();
     let at = METRICS.iter().position(|m| *m == Metric::Hr(10)).unwrap();
     let mut hr10 = |name: &str| {
         let model = zoo.scorer(name).unwrap();
