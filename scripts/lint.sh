@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Lints every crate and target of the workspace (warnings are errors) and checks formatting.
-# Run before every commit; `scripts/test-all.sh` (CI) checks formatting only, see there why.
+# The quick checks before a commit: the product text, formatting, and clippy over every crate
+# and target of the workspace with warnings as errors. scripts/test-all.sh (CI) runs the same
+# three checks beside the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
+scripts/check-product-text.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "lint: clean"

@@ -1,4 +1,4 @@
-//! `slowfast`: the command line of the slowfast trainer (DESIGN.md §8).
+//! `slowfast`: the command line of the slowfast trainer (docs/design.md §8).
 
 mod cli_export;
 
@@ -70,7 +70,7 @@ enum Command {
     /// Check model bundles.
     #[command(subcommand)]
     Bundle(cli_export::BundleCommand),
-    /// Benchmarks (DESIGN.md §10): one JSON object of figures per target.
+    /// Benchmarks: one JSON object of figures per target.
     Bench(BenchArgs),
 }
 

@@ -5,8 +5,8 @@
 //! slow-side baseline (Caser, SASRec) trains on the slow-phase clicks like DIN and sees the
 //! slow phase only; a fast-side baseline `X` (FM, NeuMF, GRU4Rec, taken "as the fast
 //! component", §5.1.3) trains on the fast-phase clicks, the ones MC²-SF's fast component learns
-//! from, and sees every event before the target at test time. This is the README's chosen
-//! reading of the protocol (section "Which data each row learns from").
+//! from, and sees every event before the target at test time. This is the reading of the
+//! protocol that `docs/protocol.md` sets out ("Which data each row learns from").
 //!
 //! `X+` goes beyond the paper as `MC2-SF+` does: the fast-side `X` trained on every
 //! training-phase click with its real-time windows (slow and fast phases; the fast phase's

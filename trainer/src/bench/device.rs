@@ -21,7 +21,7 @@ use crate::models::ModelConfig;
 const REPS: usize = 200;
 
 /// The device figures of the bundle in `bundle`, or of a randomly initialised bundle of the
-/// issue's shape (d = 32, windows 50/50) when `bundle` is `None` (speed does not depend on the
+/// default shape (d = 32, windows 50/50) when `bundle` is `None` (speed does not depend on the
 /// weights' values).
 pub fn run(bundle: Option<&Path>) -> Result<DeviceBench> {
     with_bundle(bundle, |dir| {

@@ -1,5 +1,5 @@
-//! `slowfast demo`: the slow-fast loop running online on the synthetic default (issue 9,
-//! DESIGN.md §1 and §8).
+//! `slowfast demo`: the slow-fast loop running online on the synthetic default
+//! (docs/design.md §1 and §8).
 //!
 //! 1. Generate the synthetic world and its logged history; train MC²-SF (Algorithm 1) on it;
 //!    export a bundle and verify it (hashes, shapes, candle/ort/tract parity).
@@ -92,8 +92,8 @@ impl Default for DemoConfig {
             // weights (see `NextRound::lr`). At 1e-2 the first night's MC²-SF round kept its
             // starting weights on seeds 1 and 2 of the demo; at 2e-3 every round changed the
             // model, and MC²-SF's CTR@10 over the three days rose 0.0912 → 0.0945 (seed 1) and
-            // 0.0953 → 0.0992 (seed 2), on the logged history of stops 1–35 (3-item slates, one
-            // session-topic slot).
+            // 0.0953 → 0.0992 (seed 2), on the log of 3-item slates with one session-topic slot
+            // (`--slate-size 3 --context-slots 1`).
             retrain: NextRound {
                 rounds: 1,
                 epochs: 1,

@@ -95,7 +95,7 @@ pub struct Online {
 }
 
 impl Online {
-    /// The table of the README: per day and arm, then every day together. A day whose model
+    /// The table of `docs/results/demo.md`: per day and arm, then every day together. A day whose model
     /// version is the day before's is marked: that night's round of Algorithm 1 changed no
     /// weight, because none of its fits beat the weights it started from on validation
     /// ([`crate::models::train::fit`]), and the server kept serving the same model.

@@ -11,7 +11,7 @@ use tract_onnx::pb::{
 
 use crate::error::{Result, TrainerError};
 
-/// The ONNX opset the bundle is written for (the issue asks for ≥ 17).
+/// The ONNX opset the bundle is written for (the device contract asks for ≥ 17).
 pub const OPSET: i64 = 17;
 /// IR version 8 is the one opset 17 was released with.
 const IR_VERSION: i64 = 8;

@@ -1,4 +1,4 @@
-//! The MC²-SF models (paper §4, DESIGN.md §3) and their training (Algorithm 1), in candle.
+//! The MC²-SF models (paper §4, docs/design.md §3) and their training (Algorithm 1), in candle.
 //!
 //! Parameter names (the export issue and checkpoints depend on them): `item_emb` (N×d),
 //! `gru_n.{weight_ih,weight_hh,bias_ih,bias_hh}` (shared by both components), `slow.*`
@@ -122,7 +122,7 @@ pub trait SequenceNet: Sync {
 /// and biases follow PyTorch's defaults, `U(±1/√fan_in)`; layer norms start at gain 1 and
 /// shift 0; embedding tables draw `N(0, 0.1²)`, smaller than PyTorch's `nn.Embedding` default
 /// `N(0, 1)` (a scale of 0.5 made DIN's early epochs faster on the synthetic log but not its
-/// final fit at the tables' flags: `docs/results/README.md`, stop 34).
+/// final fit at the tables' flags: `docs/results/training-choices.md`).
 pub fn seed_init(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
     use rand::{Rng, SeedableRng};
     let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());

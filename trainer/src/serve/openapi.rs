@@ -331,7 +331,7 @@ pub fn document() -> OpenApi {
             InfoBuilder::new()
                 .title("slowfast sync API")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("MC²-SF mobile-cloud sync (DESIGN.md §7)")),
+                .description(Some("MC²-SF mobile-cloud sync: uploads of the negative memory r̂2 and events, feeds of candidates with their priors, model bundles")),
         )
         .paths(paths)
         .components(Some(components.build()))

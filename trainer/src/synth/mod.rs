@@ -1,4 +1,4 @@
-//! The synthetic event log: the embedded default data set for demos and tests (DESIGN.md §4).
+//! The synthetic event log: the embedded default data set for demos and tests (docs/design.md §4).
 //!
 //! Real data sets cannot be redistributed, so `slowfast synth` simulates one whose signals are
 //! planted and known, one per component of MC²-SF (paper §4). Everything is drawn from
@@ -45,11 +45,10 @@
 //! from them says what the user is browsing (the premise of F2S, paper §4.3); the last slot
 //! still shows the hidden dislikes now and then.
 //!
-//! Until stop 36 the default was 3-item slates with one context slot (`--slate-size 3
-//! --context-slots 1`, the log of the tables in `docs/results/synthetic/slate3-context1/` and
-//! of the studies beside it): there only about a quarter of the unclicked exposures were on
-//! the session topic, the negative memory said little the clicks did not, and `DIN w/ F2S`
-//! stayed level with DIN (`docs/results/README.md`).
+//! On 3-item slates with one context slot (`--slate-size 3 --context-slots 1`, the log of
+//! `docs/results/synthetic/slate3-context1/`) only about a quarter of the unclicked exposures
+//! are on the session topic, the negative memory says little the clicks do not, and `DIN w/
+//! F2S` stays level with DIN (`docs/results/slate3.md`).
 //!
 //! The user ([`World::respond`]) picks one slate item or none by a softmax over utilities
 //! (multinomial logit), with a no-click option of utility `no_click` (1.5):
