@@ -97,6 +97,18 @@ if cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1 | tee tar
 else
   fail "clippy: FAILED"
 fi
+# The README's first command as a new user runs it: no ONNX Runtime installed, ORT_DYLIB_PATH
+# unset and an empty cache, so the pinned library is downloaded (trainer/src/ort_fetch.rs).
+echo "== cargo run --release --bin slowfast -- demo (fresh ONNX Runtime cache)"
+rm -rf target/ci-ort-cache target/ci-demo
+if env -u ORT_DYLIB_PATH SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cache" \
+  cargo run --release --locked --bin slowfast -- demo --out target/ci-demo 2>&1 | tee target/demo.log &&
+  [ -f target/ci-ort-cache/onnxruntime-1.31.1/libonnxruntime.so.1.31.1 ] &&
+  grep -q "downloading it from" target/demo.log; then
+  echo "readme demo: passed (ONNX Runtime downloaded; tables in target/ci-demo)" >> "$SUMMARY"
+else
+  fail "readme demo: FAILED"
+fi
 # Each script prints its summary lines last; summarize SCRIPT STATUS gathers them.
 summarize() {
   [ "$2" = 0 ] || fail "scripts/$1.sh: FAILED (exit status $2)"
