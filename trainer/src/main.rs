@@ -286,6 +286,10 @@ struct TrainingArgs {
     /// Sampled negatives per positive in the BCE.
     #[arg(long, default_value_t = 1)]
     negatives: usize,
+    /// Impression negatives per positive in the BCE, on top of the sampled ones: the items
+    /// shown with the click's impression and not clicked (fits on real-time moments only).
+    #[arg(long, default_value_t = TrainConfig::default().impressions)]
+    impressions: usize,
     /// Adam's learning rate (paper: 5e-4). Several, comma-separated (at most 4): every fit
     /// runs once per rate from the same start and keeps the best validation epoch of all.
     #[arg(long, value_delimiter = ',', default_value = "5e-4")]
@@ -317,6 +321,7 @@ impl TrainingArgs {
             train: TrainConfig {
                 max_epochs: self.epochs,
                 negatives: self.negatives,
+                impressions: self.impressions,
                 patience: self.patience,
                 max_valid: self.max_valid,
                 shards: self.shards,
@@ -395,6 +400,10 @@ struct DemoArgs {
     /// Threads driving the phones.
     #[arg(long, default_value_t = DemoConfig::default().threads)]
     threads: usize,
+    /// Impression negatives per click for the device model's fits, initial and nightly: the
+    /// items shown with the clicked one and not clicked.
+    #[arg(long, default_value_t = DemoConfig::default().train.impressions)]
+    impressions: usize,
 }
 
 impl DemoArgs {
@@ -417,6 +426,7 @@ impl DemoArgs {
                 max_epochs: self.epochs,
                 lr: self.lr,
                 seed: self.seed,
+                impressions: self.impressions,
                 ..d.train
             },
             retrain: slowfast_trainer::retrain::NextRound {

@@ -24,6 +24,7 @@ use super::grad_mode::training_step;
 use super::layers::bce_with_logits;
 use super::optim::{Adam, AdamConfig};
 use super::{Net, SequenceNet};
+use crate::data::EventKind;
 use crate::error::{Result, TrainerError};
 use crate::eval::metrics::{pessimistic_rank, Metric};
 use crate::eval::protocol::Query;
@@ -42,6 +43,13 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Sampled negatives per positive for the BCE (1:`negatives`).
     pub negatives: usize,
+    /// Impression negatives per positive (0: none): the items of the impression the click
+    /// came from that were shown and not clicked — the exposures since the user's previous
+    /// click, strictly before the click, most recent first — on top of the `negatives`
+    /// uniform ones. Only moments with a real-time history have them (the fast component's
+    /// fits and the real-time baselines): what the device re-ranks is a feed of shown items.
+    #[serde(default)]
+    pub impressions: usize,
     pub max_epochs: usize,
     /// Epochs without a better validation NDCG@10 before stopping.
     pub patience: usize,
@@ -221,6 +229,7 @@ impl Default for TrainConfig {
             l2: 1e-4,
             batch: 256,
             negatives: 1,
+            impressions: 0,
             max_epochs: 20,
             patience: 2,
             max_valid: 1000,
@@ -450,7 +459,7 @@ impl Run<'_, '_> {
         // Negatives are drawn here, in batch order, so the shards do not change them.
         let shards: Vec<Shard<'_>> = chunk
             .chunks(chunk.len().div_ceil(cfg.shards.max(1)))
-            .map(|part| self.units.sample(part, rng, self.num_items, cfg.negatives))
+            .map(|part| self.units.sample(part, rng, self.num_items, cfg))
             .collect();
         let rows: usize = shards.iter().map(Shard::rows).sum();
         let parts = par_map(&shards, |s| {
@@ -549,14 +558,16 @@ impl<'a> Units<'a> {
         out
     }
 
-    /// The shard of units `part`: each positive and `negatives` sampled negatives.
+    /// The shard of units `part`: each positive, its impression negatives (moments only) and
+    /// `negatives` sampled negatives.
     fn sample(
         &self,
         part: &[usize],
         rng: &mut ChaCha8Rng,
         num_items: usize,
-        negatives: usize,
+        cfg: &TrainConfig,
     ) -> Shard<'a> {
+        let negatives = cfg.negatives;
         let mut rows = Vec::new();
         let mut push = |at: usize, item: u32, rng: &mut ChaCha8Rng| {
             rows.push(Row {
@@ -576,6 +587,15 @@ impl<'a> Units<'a> {
             Units::Moments(train) => {
                 for (m, &i) in part.iter().enumerate() {
                     push(m, train[i].item, rng);
+                }
+                for (m, &i) in part.iter().enumerate() {
+                    for item in impression(&train[i], cfg.impressions) {
+                        rows.push(Row {
+                            moment: m,
+                            item,
+                            label: 0.0,
+                        });
+                    }
                 }
                 let moments = part.iter().map(|&i| train[i].moment).collect();
                 Shard::Moments { moments, rows }
@@ -702,6 +722,37 @@ fn snapshot(vars: &[(String, Var)]) -> Result<Vec<Tensor>> {
     vars.iter()
         .map(|(_, v)| Ok(v.as_tensor().copy()?))
         .collect()
+}
+
+/// Up to `n` items of the impression `p` was clicked from: the exposures of the latest
+/// impression strictly before the click — those sharing the timestamp of the last exposure in
+/// its real-time window (a feed's items are shown together and clicked after; clicks in between
+/// are other clicks on the same feed) — without repeats and without the clicked item. On data
+/// without impressions (MovieLens: a rating ≤ 3 is an exposure) this reads as the items the user
+/// turned down at the latest moment before the click.
+pub fn impression(p: &Positive<'_>, n: usize) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    let mut shown_at = None;
+    for e in p.moment.realtime.iter().rev() {
+        if out.len() == n {
+            break;
+        }
+        if e.kind == EventKind::Click {
+            if shown_at.is_some() {
+                break;
+            }
+            continue;
+        }
+        match shown_at {
+            None => shown_at = Some(e.ts),
+            Some(ts) if ts != e.ts => break,
+            Some(_) => {}
+        }
+        if e.item != p.item && !out.contains(&e.item) {
+            out.push(e.item);
+        }
+    }
+    out
 }
 
 fn restore(vars: &[(String, Var)], saved: &[Tensor]) -> Result<()> {
