@@ -84,7 +84,7 @@ fn synth_stats_eval_round_trip() {
     );
 
     let out = dir.path().join("eval out");
-    let o = eval_random_pop(&data, &out, &[]);
+    let o = eval_random_pop(&data, &out, &["--full-ranking-users", "40"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results = read_json(out.join("results.json"));
     assert_eq!(results["seeds"], serde_json::json!([1, 2]));
@@ -123,7 +123,7 @@ fn synth_stats_eval_round_trip() {
     }
     let full = results["protocol"]["full_ranking"].as_str().unwrap();
     assert!(
-        full.contains(&format!("of {users} of the {users} users")),
+        full.contains(&format!("the 200 test cases of 40 of the {users} users")),
         "{full}"
     );
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
