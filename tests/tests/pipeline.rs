@@ -2,7 +2,7 @@
 //! split → evaluate the harness baselines with the paper's protocol.
 
 use slowfast_trainer::data::{csv, Dataset, Format, ReadOptions};
-use slowfast_trainer::eval::runner;
+use slowfast_trainer::eval::{full, runner};
 use slowfast_trainer::synth::{generate, SynthConfig};
 
 #[test]
@@ -20,8 +20,16 @@ fn pop_beats_random_and_random_sits_at_chance_on_the_synthetic_default() {
 
     let models = ["Random".to_owned(), "Pop".to_owned()];
     let results = runner::run(&data, &models, &[1, 2, 3], Default::default()).unwrap();
-    let (parallel, _) =
-        runner::run_with_curves(&data, &models, &[1, 2, 3], Default::default(), 3, None).unwrap();
+    let (parallel, _) = runner::run_with_curves(
+        &data,
+        &models,
+        &[1, 2, 3],
+        Default::default(),
+        full::DEFAULT_USERS,
+        3,
+        None,
+    )
+    .unwrap();
     assert_eq!(
         serde_json::to_value(&parallel.models).unwrap(),
         serde_json::to_value(&results.models).unwrap(),
@@ -54,9 +62,9 @@ fn a_stopped_evaluation_resumes_from_its_finished_seeds() {
     let models = ["Random".to_owned(), "Pop".to_owned()];
     let config = ZooConfig::default();
     let out = dir.path().join("eval");
-    let store = SeedStore::new(&out, &data, &models, &config);
+    let store = SeedStore::new(&out, &data, &models, &config, 50);
     let (first, _) =
-        runner::run_with_curves(&data, &models, &[1, 2], config, 2, Some(&store)).unwrap();
+        runner::run_with_curves(&data, &models, &[1, 2], config, 50, 2, Some(&store)).unwrap();
     let saved = out.join("seeds/seed-2.json");
     assert!(saved.exists() && out.join("seeds/seed-1.json").exists());
 
@@ -64,10 +72,11 @@ fn a_stopped_evaluation_resumes_from_its_finished_seeds() {
     // the file shows up in the results.
     let mut record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
-    record["rows"][1][0] = serde_json::json!(1.0); // Pop's HR@1 for seed 2
+    let pop = &mut record["outcome"]["ranks"][1]["sampled"]; // Pop's ranks for seed 2
+    *pop = serde_json::json!(vec![0; pop.as_array().unwrap().len()]);
     std::fs::write(&saved, serde_json::to_vec(&record).unwrap()).unwrap();
     let (resumed, _) =
-        runner::run_with_curves(&data, &models, &[1, 2], config, 1, Some(&store)).unwrap();
+        runner::run_with_curves(&data, &models, &[1, 2], config, 50, 1, Some(&store)).unwrap();
     let hr1 = |r: &slowfast_trainer::eval::report::Results| r.models["Pop"]["HR@1"].mean;
     assert!(hr1(&resumed) > hr1(&first));
     assert_eq!(

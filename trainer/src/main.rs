@@ -270,6 +270,12 @@ struct EvalArgs {
     /// yet are evaluated whole.
     #[arg(long, value_name = "MODELS")]
     rerun: Option<String>,
+    /// Test users whose cases are also ranked against the whole catalogue (full HR@10 and
+    /// NDCG@10: every item but the user's earlier clicks), drawn once with a fixed seed; every
+    /// user when at least their number. Each such case costs every model about as many scores
+    /// as the catalogue has items.
+    #[arg(long, value_name = "N", default_value_t = slowfast_trainer::eval::full::DEFAULT_USERS)]
+    full_ranking_users: usize,
     #[command(flatten)]
     training: TrainingArgs,
 }
@@ -571,7 +577,8 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
         ));
     }
     let zoo = a.training.zoo()?;
-    let mut store = SeedStore::new(out, &data, &models, &zoo);
+    let full_users = a.full_ranking_users;
+    let mut store = SeedStore::new(out, &data, &models, &zoo, full_users);
     if let Some(rerun) = &a.rerun {
         store = store.rerunning(baselines::parse_list(rerun)?)?;
     }
@@ -581,13 +588,13 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
                 "--only-seed {k} is not one of the seeds 1..={seeds}"
             )));
         }
-        runner::run_with_curves(&data, &models, &[k], zoo, jobs, Some(&store))?;
+        runner::run_with_curves(&data, &models, &[k], zoo, full_users, jobs, Some(&store))?;
         println!("seed {k} saved under {}/seeds/", out.display());
         return Ok(());
     }
     let seeds: Vec<u64> = (1..=seeds).collect();
     let (mut results, training) =
-        runner::run_with_curves(&data, &models, &seeds, zoo, jobs, Some(&store))?;
+        runner::run_with_curves(&data, &models, &seeds, zoo, full_users, jobs, Some(&store))?;
     results.command = command;
     results.write(out)?;
     chart::write_svg(&results, &out.join("results.svg"))?;

@@ -84,12 +84,21 @@ fn synth_stats_eval_round_trip() {
     );
 
     let out = dir.path().join("eval out");
-    let o = eval_random_pop(&data, &out, &[]);
+    let o = eval_random_pop(&data, &out, &["--full-ranking-users", "40"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results = read_json(out.join("results.json"));
     assert_eq!(results["seeds"], serde_json::json!([1, 2]));
     for model in ["Random", "Pop"] {
-        for metric in ["HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR"] {
+        for metric in [
+            "HR@1",
+            "HR@5",
+            "HR@10",
+            "NDCG@5",
+            "NDCG@10",
+            "MRR",
+            "full HR@10",
+            "full NDCG@10",
+        ] {
             let v = &results["models"][model][metric];
             assert!(
                 v["mean"].as_f64().is_some() && v["std"].as_f64().is_some(),
@@ -97,8 +106,30 @@ fn synth_stats_eval_round_trip() {
             );
         }
     }
+    // The best row's lead in each column comes with its bootstrap interval: Pop over Random.
+    for metric in ["HR@10", "full NDCG@10"] {
+        let lead = &results["differences"][metric][0];
+        assert!(
+            lead["a"] == "Pop" && lead["b"] == "Random",
+            "{metric}: {lead}"
+        );
+        let (lo, diff, hi) = (
+            lead["lo"].as_f64().unwrap(),
+            lead["diff"].as_f64().unwrap(),
+            lead["hi"].as_f64().unwrap(),
+        );
+        assert!(0.0 < lo && lo < diff && diff < hi, "{metric}: {lead}");
+        assert_eq!(lead["significant"], true);
+    }
+    let full = results["protocol"]["full_ranking"].as_str().unwrap();
+    assert!(
+        full.contains(&format!("the 200 test cases of 40 of the {users} users")),
+        "{full}"
+    );
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| Metric | Random | Pop |"));
+    assert!(md.contains("| full HR@10 |"), "{md}");
+    assert!(md.contains("- **significance**: "), "{md}");
     // The command it was made by reads back into the same arguments, spaces and all.
     let line = (md.lines())
         .skip_while(|l| !l.starts_with("```"))
@@ -130,11 +161,12 @@ fn seeds_evaluated_apart_are_reused_by_the_whole_evaluation() {
         "one seed writes no results"
     );
 
-    // The whole evaluation evaluates seed 1 and reuses seed 2 as saved: a marked copy of
-    // Random's HR@1 comes back in the results.
+    // The whole evaluation evaluates seed 1 and reuses seed 2 as saved: Random's ranks marked
+    // in seed 2's file (every positive first) come back in the results.
     let saved = out.join("seeds/seed-2.json");
     let mut record = read_json(&saved);
-    record["rows"][0][0] = serde_json::json!(0.5);
+    let random = &mut record["outcome"]["ranks"][0]["sampled"];
+    *random = serde_json::json!(vec![0; random.as_array().unwrap().len()]);
     std::fs::write(&saved, record.to_string()).unwrap();
     let o = eval(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -144,8 +176,34 @@ fn seeds_evaluated_apart_are_reused_by_the_whole_evaluation() {
     let mean = results["models"]["Random"]["HR@1"]["mean"]
         .as_f64()
         .unwrap();
-    let expected = (seed1["rows"][0][0].as_f64().unwrap() + 0.5) / 2.0;
+    let ranks = seed1["outcome"]["ranks"][0]["sampled"].as_array().unwrap();
+    let hr1 = ranks.iter().filter(|r| r.as_u64() == Some(0)).count() as f64 / ranks.len() as f64;
+    let expected = (hr1 + 1.0) / 2.0;
     assert!((mean - expected).abs() < 1e-12, "{mean} vs {expected}");
+
+    // A seed file of the layout before per-case ranks is evaluated again, with a warning.
+    std::fs::write(
+        &saved,
+        serde_json::json!({"fingerprint": "f", "seed": 2, "models": ["Random", "Pop"],
+                           "rows": [[0.5, 0.5, 0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]], "cases": 7, "curves": []})
+        .to_string(),
+    )
+    .unwrap();
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("older layout"), "{err}");
+    let again = read_json(out.join("results.json"))["models"]["Random"]["HR@1"]["mean"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        again < 0.5,
+        "seed 2 evaluated again, not read as 0.5: {again}"
+    );
+    assert!(
+        read_json(&saved)["outcome"].is_object(),
+        "rewritten in the new layout"
+    );
 }
 
 #[test]
@@ -159,10 +217,12 @@ fn a_rerun_evaluates_only_the_named_models_again_in_saved_seeds() {
     let saved = out.join("seeds/seed-2.json");
     let read = || read_json(&saved);
     let before = read();
-    // Mark both rows: Random's mark must survive a re-run of Pop, Pop's must not.
+    // Mark both models' ranks: Random's mark must survive a re-run of Pop, Pop's must not.
+    let ranks = |record: &serde_json::Value, m: usize| record["outcome"]["ranks"][m].clone();
     let mut record = before.clone();
-    record["rows"][0][0] = serde_json::json!(0.5);
-    record["rows"][1] = serde_json::json!([0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let cases = ranks(&before, 0)["sampled"].as_array().unwrap().len();
+    record["outcome"]["ranks"][0]["sampled"] = serde_json::json!(vec![0; cases]);
+    record["outcome"]["ranks"][1]["sampled"] = serde_json::json!(vec![99; cases]);
     std::fs::write(&saved, record.to_string()).unwrap();
 
     let o = eval(&["--rerun", "FM"]);
@@ -172,9 +232,14 @@ fn a_rerun_evaluates_only_the_named_models_again_in_saved_seeds() {
     let o = eval(&["--rerun", "pop"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let after = read();
-    assert_eq!(after["rows"][0][0], 0.5, "Random's saved row is kept");
     assert_eq!(
-        after["rows"][1], before["rows"][1],
+        ranks(&after, 0),
+        ranks(&record, 0),
+        "Random's saved ranks are kept"
+    );
+    assert_eq!(
+        ranks(&after, 1),
+        ranks(&before, 1),
         "Pop is evaluated again"
     );
     let results = read_json(out.join("results.json"));

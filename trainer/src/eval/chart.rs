@@ -6,11 +6,11 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::metrics::METRICS;
+use super::metrics::COLUMNS;
 use super::report::Results;
 use crate::error::{Result, TrainerError};
 
-/// Draws grouped bars: one group per metric, one bar (mean, with a ±std whisker) per model.
+/// Draws grouped bars: one group per metric (sampled, then full ranking), one bar (mean, with a ±std whisker) per model.
 pub fn write_svg(results: &Results, path: &Path) -> Result<()> {
     draw(results, path).map_err(|e| TrainerError::Chart {
         path: path.to_owned(),
@@ -20,7 +20,7 @@ pub fn write_svg(results: &Results, path: &Path) -> Result<()> {
 
 fn draw(results: &Results, path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let models: Vec<&String> = results.models.keys().collect();
-    let width = 160 + 90 * METRICS.len() as u32 * (models.len() as u32).clamp(2, 8) / 2;
+    let width = 160 + 90 * COLUMNS.len() as u32 * (models.len() as u32).clamp(2, 8) / 2;
     let root = SVGBackend::new(path, (width.max(900), 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -35,15 +35,15 @@ fn draw(results: &Results, path: &Path) -> std::result::Result<(), Box<dyn std::
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(48)
-        .build_cartesian_2d(0f64..METRICS.len() as f64, 0f64..1f64)?;
+        .build_cartesian_2d(0f64..COLUMNS.len() as f64, 0f64..1f64)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(METRICS.len() * 2 + 1)
+        .x_labels(COLUMNS.len() * 2 + 1)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 1e-6 && i < METRICS.len() {
-                METRICS[i].name()
+            if (x - i as f64 - 0.5).abs() < 1e-6 && i < COLUMNS.len() {
+                COLUMNS[i].name()
             } else {
                 String::new()
             }
@@ -53,7 +53,7 @@ fn draw(results: &Results, path: &Path) -> std::result::Result<(), Box<dyn std::
     let bar = 0.8 / models.len().max(1) as f64;
     for (k, model) in models.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
-        let values: Vec<(f64, f64, f64)> = METRICS
+        let values: Vec<(f64, f64, f64)> = COLUMNS
             .iter()
             .enumerate()
             .filter_map(|(j, m)| {

@@ -1,9 +1,14 @@
-//! Ranking metrics of paper §5.1.2 for one positive ranked against sampled negatives.
+//! Ranking metrics of paper §5.1.2 for one positive ranked against sampled negatives, and
+//! the same metrics against the whole catalogue (full ranking).
 //!
 //! With `P` the 1-based rank of the positive: `HR@k = I(P ≤ k)`,
 //! `NDCG@k = (2^{I(P ≤ k)} − 1) / log2(P + 1)`, `MRR = 1/P`. Ties are broken
 //! **pessimistically**: every negative scoring at least as high as the positive ranks above
 //! it, so a model that scores everything equal gets the worst rank, never the best.
+//!
+//! Sampled metrics can order models differently from the same metrics over every item
+//! (Krichene & Rendle, KDD 2020), so the reports carry both: the paper's sampled [`METRICS`]
+//! and the [`FULL_METRICS`] of the full ranking, each a [`Column`].
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +21,57 @@ pub const METRICS: [Metric; 6] = [
     Metric::Ndcg(10),
     Metric::Mrr,
 ];
+
+/// The metrics of the full ranking: the positive against every item the user did not click
+/// before it.
+pub const FULL_METRICS: [Metric; 2] = [Metric::Hr(10), Metric::Ndcg(10)];
+
+/// Which candidates the positive is ranked among.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ranking {
+    /// The sampled negatives of the paper's protocol.
+    Sampled,
+    /// The whole catalogue.
+    Full,
+}
+
+/// One reported column: a metric under a ranking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Column {
+    pub ranking: Ranking,
+    pub metric: Metric,
+}
+
+/// Every reported column: the sampled [`METRICS`], then the [`FULL_METRICS`].
+pub const COLUMNS: [Column; METRICS.len() + FULL_METRICS.len()] = {
+    let mut columns = [Column {
+        ranking: Ranking::Sampled,
+        metric: Metric::Mrr,
+    }; METRICS.len() + FULL_METRICS.len()];
+    let mut j = 0;
+    while j < METRICS.len() {
+        columns[j].metric = METRICS[j];
+        j += 1;
+    }
+    while j < columns.len() {
+        columns[j] = Column {
+            ranking: Ranking::Full,
+            metric: FULL_METRICS[j - METRICS.len()],
+        };
+        j += 1;
+    }
+    columns
+};
+
+impl Column {
+    /// The name used in results.json and the tables: `HR@10` (sampled), `full HR@10`.
+    pub fn name(self) -> String {
+        match self.ranking {
+            Ranking::Sampled => self.metric.name(),
+            Ranking::Full => format!("full {}", self.metric.name()),
+        }
+    }
+}
 
 /// One ranking metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,6 +116,12 @@ pub fn pessimistic_rank(scores: &[f32]) -> usize {
         .iter()
         .filter(|&&s| s >= positive || s.is_nan())
         .count()
+}
+
+/// The mean of `metric` over cases with the positive at 0-based `ranks`; NaN without cases.
+pub fn mean_at(metric: Metric, ranks: &[u32]) -> f64 {
+    let sum: f64 = ranks.iter().map(|&r| metric.at_rank(r as usize)).sum();
+    sum / ranks.len() as f64
 }
 
 /// Sums of each metric over evaluated cases.
@@ -175,6 +237,41 @@ mod tests {
         assert!((means[0] - 0.5).abs() < EPS, "HR@1");
         assert!((means[1] - 1.0).abs() < EPS, "HR@5");
         assert!((means[5] - (1.0 + 1.0 / 3.0) / 2.0).abs() < EPS, "MRR");
+    }
+
+    #[test]
+    fn columns_are_the_sampled_metrics_then_the_full_ones() {
+        let names: Vec<String> = COLUMNS.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "HR@1",
+                "HR@5",
+                "HR@10",
+                "NDCG@5",
+                "NDCG@10",
+                "MRR",
+                "full HR@10",
+                "full NDCG@10"
+            ]
+        );
+    }
+
+    #[test]
+    fn mean_at_matches_the_sums() {
+        let ranks = [0u32, 2, 7, 40];
+        let mut sums = MetricSums::default();
+        for r in ranks {
+            sums.add_rank(r as usize);
+        }
+        for (j, m) in METRICS.into_iter().enumerate() {
+            assert!(
+                (mean_at(m, &ranks) - sums.means()[j]).abs() < EPS,
+                "{}",
+                m.name()
+            );
+        }
+        assert!(mean_at(Metric::Mrr, &[]).is_nan());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The evaluation protocol (paper §5.1.2, docs/design.md §4): sampling, metrics, the scoring loop
 //! and the reports.
 
+pub mod bootstrap;
 pub mod chart;
 pub mod curves;
+pub mod full;
 pub mod metrics;
 pub mod paper;
 pub mod protocol;

@@ -15,7 +15,7 @@ use crate::error::{Result, TrainerError};
 use crate::models::train::{par_map, threads};
 
 use super::metrics::{pessimistic_rank, MetricSums};
-use super::sampler::Case;
+use super::sampler::{Case, NEGATIVES};
 
 /// Which history a model is allowed to see at test time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +77,12 @@ pub fn query<'a>(split: &'a Split, case: &'a Case, view: View) -> Query<'a> {
     }
 }
 
-/// Cases scored per call to [`Scorer::score`].
+/// Cases scored per call to [`Scorer::score`] with the sampled candidates; a batch of longer
+/// candidate lists (the full ranking) holds as many candidates, in fewer cases.
 pub const BATCH_CASES: usize = 64;
+
+/// Candidates scored per call to [`Scorer::score`] (at least one case per call).
+const BATCH_CANDIDATES: usize = BATCH_CASES * (NEGATIVES + 1);
 
 /// Scores every case with `model` and returns the metric sums; `progress` is called with the
 /// number of cases done after each batch.
@@ -86,43 +90,73 @@ pub fn evaluate(
     split: &Split,
     cases: &[Case],
     model: &dyn Scorer,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<MetricSums> {
     let mut sums = MetricSums::default();
-    let batches: Vec<&[Case]> = cases.chunks(BATCH_CASES).collect();
-    // Batches are scored in waves on the training threads; the ranks are summed in case
-    // order, so the result does not depend on the threads.
-    for wave in batches.chunks(threads()) {
-        let ranks = par_map(wave, |batch| {
-            let queries: Vec<Query<'_>> = batch
-                .iter()
-                .map(|case| query(split, case, model.view()))
-                .collect();
-            let scores = model.score(&queries)?;
-            let expected: usize = queries.iter().map(|q| q.candidates.len()).sum();
-            if scores.len() != expected {
-                return Err(TrainerError::Data(format!(
-                    "model returned {} scores for {expected} candidates",
-                    scores.len()
-                )));
-            }
-            let mut offset = 0;
-            let mut ranks = Vec::with_capacity(queries.len());
-            for q in &queries {
-                let n = q.candidates.len();
-                ranks.push(pessimistic_rank(&scores[offset..offset + n]));
-                offset += n;
-            }
-            Ok(ranks)
-        })?;
-        for batch in ranks {
-            progress(batch.len());
-            for rank in batch {
-                sums.add_rank(rank);
-            }
-        }
+    for rank in ranks(split, cases, model, progress)? {
+        sums.add_rank(rank as usize);
     }
     Ok(sums)
+}
+
+/// Scores every case with `model` and returns the 0-based pessimistic rank of each positive
+/// among its candidates, in case order; `progress` is called with the number of cases done
+/// after each batch.
+pub fn ranks(
+    split: &Split,
+    cases: &[Case],
+    model: &dyn Scorer,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<u32>> {
+    let mut batches: Vec<&[Case]> = Vec::new();
+    let mut rest = cases;
+    while !rest.is_empty() {
+        let mut n = 0;
+        let mut candidates = 0;
+        while n < rest.len()
+            && (n == 0 || candidates + rest[n].candidates.len() <= BATCH_CANDIDATES)
+        {
+            candidates += rest[n].candidates.len();
+            n += 1;
+        }
+        let (batch, tail) = rest.split_at(n);
+        batches.push(batch);
+        rest = tail;
+    }
+    // Batches are scored in waves on the training threads; the ranks are kept in case
+    // order, so the result does not depend on the threads.
+    let mut all = Vec::with_capacity(cases.len());
+    for wave in batches.chunks(threads()) {
+        for batch in par_map(wave, |batch| rank_batch(split, batch, model))? {
+            progress(batch.len());
+            all.extend(batch);
+        }
+    }
+    Ok(all)
+}
+
+/// The ranks of one batch of cases, scored in one call to [`Scorer::score`].
+fn rank_batch(split: &Split, batch: &[Case], model: &dyn Scorer) -> Result<Vec<u32>> {
+    let queries: Vec<Query<'_>> = batch
+        .iter()
+        .map(|case| query(split, case, model.view()))
+        .collect();
+    let scores = model.score(&queries)?;
+    let expected: usize = queries.iter().map(|q| q.candidates.len()).sum();
+    if scores.len() != expected {
+        return Err(TrainerError::Data(format!(
+            "model returned {} scores for {expected} candidates",
+            scores.len()
+        )));
+    }
+    let mut offset = 0;
+    let mut ranks = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let n = q.candidates.len();
+        ranks.push(pessimistic_rank(&scores[offset..offset + n]) as u32);
+        offset += n;
+    }
+    Ok(ranks)
 }
 
 #[cfg(test)]
@@ -214,6 +248,50 @@ mod tests {
                 assert!(q.uploaded.ends_with(t.fast()), "{view:?}");
             }
         }
+    }
+
+    /// Scores candidate `c` as `c mod 7` and records the candidates of every call.
+    struct Recording(std::sync::Mutex<Vec<usize>>);
+
+    impl Scorer for Recording {
+        fn view(&self) -> View {
+            View::Slow
+        }
+        fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
+            let scores: Vec<f32> = queries
+                .iter()
+                .flat_map(|q| q.candidates.iter().map(|&c| (c % 7) as f32))
+                .collect();
+            self.0.lock().unwrap().push(scores.len());
+            Ok(scores)
+        }
+    }
+
+    #[test]
+    fn ranks_are_per_case_and_long_candidate_lists_batch_fewer_cases() {
+        let split = repeat_clicker();
+        let mut cases = sample_cases(&split, 3, NEGATIVES).unwrap();
+        for (k, case) in cases.iter_mut().enumerate() {
+            // Lists of 3,000 candidates: two fit a batch of the sampled candidates' worth.
+            case.candidates = (0..3000).map(|c| (c * 13 + k as u32) % 300).collect();
+        }
+        let model = Recording(Default::default());
+        let mut done = 0;
+        let ranks = ranks(&split, &cases, &model, |n| done += n).unwrap();
+        assert_eq!(done, cases.len());
+        for (case, rank) in cases.iter().zip(&ranks) {
+            let scores: Vec<f32> = case.candidates.iter().map(|&c| (c % 7) as f32).collect();
+            assert_eq!(*rank as usize, pessimistic_rank(&scores));
+        }
+        let mut calls = model.0.into_inner().unwrap();
+        calls.sort_unstable();
+        assert_eq!(
+            calls,
+            [3000, 6000, 6000],
+            "at most {BATCH_CANDIDATES} per call"
+        );
+        let sums = evaluate(&split, &cases, &Recording(Default::default()), |_| {}).unwrap();
+        assert_eq!(sums.cases, 5);
     }
 
     #[test]
