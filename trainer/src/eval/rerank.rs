@@ -746,8 +746,9 @@ mod tests {
             for j in 0..FEED.k {
                 assert!((vanilla[k][j] - (slow[k][j] + fast[k][j])).abs() < 1e-6);
             }
-            // Slow only keeps the feed's order.
-            assert!(slow[k].windows(2).all(|w| w[0] >= w[1]), "{:?}", slow[k]);
+            // Slow only keeps the feed's order (up to the batch's float rounding).
+            let ordered = slow[k].windows(2).all(|w| w[0] >= w[1] - 1e-5);
+            assert!(ordered, "{:?}", slow[k]);
         }
         assert_ne!(fast, mc2sf, "zero priors must change the fast scores");
     }
