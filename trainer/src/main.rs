@@ -12,7 +12,7 @@ use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
 use slowfast_trainer::demo::{self, DemoConfig};
 use slowfast_trainer::eval::resume::SeedStore;
 use slowfast_trainer::eval::sampler::NegativePool;
-use slowfast_trainer::eval::{chart, curves, runner};
+use slowfast_trainer::eval::{chart, curves, rerank, runner};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::synth::{self, SynthConfig};
 use slowfast_trainer::{Result, TrainerError};
@@ -151,6 +151,15 @@ struct BenchArgs {
     json: bool,
 }
 
+/// Which evaluation protocol `slowfast eval` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum EvalProtocol {
+    /// Each test click against 99 sampled items.
+    Sampled,
+    /// Each test click within the server's feed, re-ranked as on the phone.
+    Rerank,
+}
+
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum BenchTarget {
     /// Training samples/s of the slow and fast components, seconds per epoch, peak memory.
@@ -247,8 +256,24 @@ struct EvalArgs {
     /// `GRU4Rec+`, `DIN+GRU4Rec+` and `MC2-SF+`, which learn from every training click).
     /// `FM+`, `NeuMF+`, `DIN+FM+`, `DIN+NeuMF+` and `DIN+X (from scratch)` for X in FM,
     /// NeuMF, GRU4Rec are named one by one; an unknown name's error lists every known one.
-    #[arg(long, default_value = "all")]
-    models: String,
+    /// Default: `all` with `--protocol sampled`; with `--protocol rerank`, the rows after the
+    /// four online arms, `Pop,GRU4Rec,GRU4Rec+`.
+    #[arg(long)]
+    models: Option<String>,
+    /// `sampled`: each test click against 99 sampled items (paper §5.1.2). `rerank`: each
+    /// test click within the feed the sync server would send (the top `--feed-k` of a
+    /// retrieval pool of `--pool` by MC2-SF's slow component), re-ranked by the demo's four
+    /// online arms and the `--models` rows; writes results.{json,md} and ranks.json (every
+    /// case's rank per row).
+    #[arg(long, value_enum, default_value_t = EvalProtocol::Sampled)]
+    protocol: EvalProtocol,
+    /// `--protocol rerank`: items per feed, re-ranked on the device (the demo's feed size).
+    #[arg(long, default_value_t = DemoConfig::default().feed_k)]
+    feed_k: usize,
+    /// `--protocol rerank`: items retrieved per feed before the slow model ranks them (the
+    /// server's default).
+    #[arg(long, default_value_t = slowfast_trainer::serve::DEFAULT_POOL)]
+    pool: usize,
     /// Number of seeds (1, 2, …, N); results are mean ± std over them.
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -562,11 +587,12 @@ fn stats_cmd(input: &Input, json: bool) -> Result<()> {
 
 fn eval_cmd(a: &EvalArgs) -> Result<()> {
     let data = a.input.load()?;
-    let models = baselines::parse_list(&a.models)?;
+    if a.protocol == EvalProtocol::Rerank {
+        return rerank_cmd(a, &data);
+    }
+    let models = baselines::parse_list(a.models.as_deref().unwrap_or("all"))?;
     // As a shell takes it back: `--models "DIN+GRU4Rec (from scratch)"` keeps its quotes.
-    let args: Vec<String> = std::env::args().collect();
-    let command =
-        shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "));
+    let command = command_line();
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -603,6 +629,44 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
     println!(
         "wrote {}/results.{{json,md,svg}} and curves.{{json,svg}}",
         out.display()
+    );
+    Ok(())
+}
+
+/// The shell command that ran, as a shell takes it back.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "))
+}
+
+/// `slowfast eval --protocol rerank`.
+fn rerank_cmd(a: &EvalArgs, data: &Dataset) -> Result<()> {
+    if a.only_seed.is_some() || a.rerun.is_some() {
+        return Err(TrainerError::InvalidArgument(
+            "--only-seed and --rerun work with --protocol sampled only".into(),
+        ));
+    }
+    if a.seeds == 0 {
+        return Err(TrainerError::InvalidArgument(
+            "--seeds must be at least 1".into(),
+        ));
+    }
+    let models = match a.models.as_deref() {
+        Some(list) => baselines::parse_list(list)?,
+        None => ["Pop", "GRU4Rec", "GRU4Rec+"].map(String::from).to_vec(),
+    };
+    let seeds: Vec<u64> = (1..=a.seeds).collect();
+    let feed = rerank::FeedConfig {
+        pool: a.pool,
+        k: a.feed_k,
+    };
+    let (mut results, ranks) = rerank::run(data, &models, &seeds, a.training.zoo()?, feed)?;
+    results.command = command_line();
+    results.write(&ranks, &a.out)?;
+    println!("{}", results.markdown());
+    println!(
+        "wrote {}/results.{{json,md}} and ranks.json",
+        a.out.display()
     );
     Ok(())
 }

@@ -247,6 +247,76 @@ fn a_rerun_evaluates_only_the_named_models_again_in_saved_seeds() {
     assert!(pop_hr1 > 0.0, "{pop_hr1}");
 }
 
+/// `eval --protocol rerank`: the four online arms and the named rows re-rank the server's
+/// feed; results.json holds every row and the feed's recall, ranks.json every case's rank.
+#[test]
+fn rerank_protocol_writes_the_arms_the_recall_and_every_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_small(dir.path());
+    let out = dir.path().join("rerank");
+    let rerank = |pool: &str, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--data",
+            &data,
+            "--protocol",
+            "rerank",
+            "--models",
+            "Pop",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--feed-k",
+            "20",
+            "--pool",
+            pool,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        slowfast(&args)
+    };
+    let o = rerank("100", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = read_json(out.join("results.json"));
+    let rows: Vec<&str> = (r["models"].as_object().unwrap().keys())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "slow only",
+            "fast only",
+            "vanilla slow+fast",
+            "MC²-SF",
+            "Pop"
+        ]
+    );
+    assert_eq!(r["protocol"]["feed_k"], 20);
+    let (feed, pool) = (
+        r["recall"]["feed"]["mean"].as_f64().unwrap(),
+        r["recall"]["pool"]["mean"].as_f64().unwrap(),
+    );
+    assert!(0.0 < feed && feed <= pool && pool <= 1.0, "{feed} {pool}");
+    // A miss scores 0, so no HR@10 exceeds the feed's recall.
+    for row in rows {
+        let hr10 = r["models"][row]["HR@10"]["mean"].as_f64().unwrap();
+        assert!(hr10 <= feed + 1e-12, "{row}: {hr10} > {feed}");
+    }
+    let ranks = read_json(out.join("ranks.json"));
+    let cases = r["protocol"]["cases_per_seed"].as_u64().unwrap() as usize;
+    assert_eq!(ranks[0]["ranks"]["MC²-SF"].as_array().unwrap().len(), cases);
+    assert!(std::fs::read_to_string(out.join("results.md"))
+        .unwrap()
+        .contains("| MC²-SF | "));
+    assert_fails_saying(
+        &rerank("100", &["--only-seed", "1"]),
+        "--protocol sampled only",
+    );
+    assert_fails_saying(&rerank("10", &[]), "K <= pool");
+}
+
 #[test]
 fn malformed_input_names_file_and_line_and_lenient_skips() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::data::split::Split;
 use crate::error::{Result, TrainerError};
 use crate::eval::protocol::{Scorer, View};
-use crate::models::slowfast::{SlowFast, SlowFastScorer, Step, TrainLog, Variant};
+use crate::models::slowfast::{PriorSource, SlowFast, SlowFastScorer, Step, TrainLog, Variant};
 use crate::models::train::{EpochLog, TrainConfig};
 use crate::models::ModelConfig;
 
@@ -134,6 +134,7 @@ impl<'a> Zoo<'a> {
             Ok(Box::new(SlowFastScorer {
                 model: zoo.slowfast(variant)?,
                 view,
+                priors: PriorSource::Slow,
             }))
         };
         match name {
@@ -159,7 +160,8 @@ impl<'a> Zoo<'a> {
         }
     }
 
-    fn slowfast(&mut self, variant: Variant) -> Result<Arc<SlowFast>> {
+    /// The slow-fast model `variant` (both components), trained once per seed.
+    pub fn slowfast(&mut self, variant: Variant) -> Result<Arc<SlowFast>> {
         if let Some(m) = self.trained.get(&variant) {
             return Ok(m.clone());
         }

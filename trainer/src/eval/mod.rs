@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod paper;
 pub mod protocol;
 pub mod report;
+pub mod rerank;
 pub mod resume;
 pub mod runner;
 pub mod sampler;

@@ -23,13 +23,19 @@ pub struct Provenance {
     pub commit: String,
 }
 
-/// Every file of a bundle but the manifest, by name.
-pub fn bundle_files(model: &SlowFast, items: &Vocabulary) -> Result<BTreeMap<String, Vec<u8>>> {
-    let table = ItemTable {
+/// `items.json`: the vocabulary's ids and training-phase popularity with the model's `e_i`,
+/// what the server retrieves and ranks with.
+pub fn item_table(model: &SlowFast, items: &Vocabulary) -> Result<ItemTable> {
+    Ok(ItemTable {
         ids: items.ids.clone(),
         popularity: items.popularity.clone(),
         embeddings: values(&model.shared.item_emb)?,
-    };
+    })
+}
+
+/// Every file of a bundle but the manifest, by name.
+pub fn bundle_files(model: &SlowFast, items: &Vocabulary) -> Result<BTreeMap<String, Vec<u8>>> {
+    let table = item_table(model, items)?;
     let items_json = serde_json::to_vec(&table).map_err(|e| TrainerError::Json {
         what: ITEMS_JSON.into(),
         source: e,

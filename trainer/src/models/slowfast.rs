@@ -179,12 +179,12 @@ impl SlowFast {
                 Phase::Slow,
             ),
             Step::PreTrain => (
-                &FastPart(self),
+                &FastPart(self, PriorSource::Slow),
                 self.vars(&["item_emb", "fast.", "gru_n."]),
                 Phase::SlowRealTime,
             ),
             Step::Fast(_) => (
-                &FastPart(self),
+                &FastPart(self, PriorSource::Slow),
                 self.vars(&["fast.", "gru_n."]),
                 Phase::Fast,
             ),
@@ -250,15 +250,31 @@ impl Net for SlowPart<'_> {
     }
 }
 
-/// The fast component with the slow component's priors as a trainable net.
-struct FastPart<'a>(&'a SlowFast);
+/// Where the fast component's S2F inputs `r_t, r_n` (eq. 7) come from when it scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PriorSource {
+    /// The slow component's priors for the same candidates (eq. 1 and 5): MC²-SF.
+    Slow,
+    /// Zeros: the fast model of a device that gets no prior knowledge from the cloud, as the
+    /// online demo's "fast only" arm feeds `fast.onnx`.
+    Zero,
+}
+
+/// The fast component with its S2F priors as a trainable net.
+struct FastPart<'a>(&'a SlowFast, PriorSource);
 
 impl Net for FastPart<'_> {
     fn needs(&self) -> Needs {
-        let slow = self.0.slow.needs();
-        Needs {
-            realtime: true,
-            ..slow
+        match self.1 {
+            PriorSource::Slow => Needs {
+                realtime: true,
+                ..self.0.slow.needs()
+            },
+            // No slow pass: the fast component reads the real-time windows only.
+            PriorSource::Zero => Needs {
+                realtime: true,
+                ..Needs::default()
+            },
         }
     }
     fn logits(&self, batch: &Batch) -> Result<Tensor> {
@@ -267,14 +283,27 @@ impl Net for FastPart<'_> {
             .fast
             .as_ref()
             .ok_or_else(|| crate::TrainerError::InvalidArgument("no fast component".into()))?;
-        fast.forward(&m.shared, batch, Some(&m.priors(batch)?))
+        let priors = match self.1 {
+            PriorSource::Slow => m.priors(batch)?,
+            PriorSource::Zero => {
+                let zeros = Tensor::zeros(
+                    (batch.items.dim(0)?, m.config.dim),
+                    candle_core::DType::F32,
+                    batch.items.device(),
+                )?;
+                (zeros.clone(), zeros)
+            }
+        };
+        fast.forward(&m.shared, batch, Some(&priors))
     }
 }
 
-/// Scores with the slow component (cloud view) or the fast one (device view).
+/// Scores with the slow component (cloud view) or the fast one (device view, with its S2F
+/// inputs from `priors`; the slow view ignores it).
 pub struct SlowFastScorer {
     pub model: Arc<SlowFast>,
     pub view: View,
+    pub priors: PriorSource,
 }
 
 impl Scorer for SlowFastScorer {
@@ -283,9 +312,10 @@ impl Scorer for SlowFastScorer {
     }
 
     fn score(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
+        let fast = FastPart(&self.model, self.priors);
         let net: &dyn Net = match self.view {
             View::Slow => &SlowPart(&self.model),
-            View::RealTime => &FastPart(&self.model),
+            View::RealTime => &fast,
         };
         let device = self.model.shared.item_emb.device();
         score_queries(net, self.model.config.windows, device, queries)

@@ -56,6 +56,16 @@ pub fn candidates(items: &Items, popular: &[u32], history: &[u32], pool: usize) 
     out
 }
 
+/// The feed's order: positions in the pool by descending slow logit (eq. 6), ties in pool
+/// order, the first `k` of them. `GET /v1/feed` sends these; the re-rank evaluation
+/// ([`crate::eval::rerank`]) ranks with the same rule.
+pub fn feed_order(logits: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(k);
+    order
+}
+
 /// Item indices by popularity, most popular first (ties by index).
 pub fn by_popularity(items: &Items) -> Vec<u32> {
     let mut order: Vec<u32> = (0..items.len() as u32).collect();
@@ -96,6 +106,13 @@ mod tests {
         // Two similar items (along x) and then the two most popular.
         assert!(c[..2].iter().all(|&i| i < 4), "{c:?}");
         assert_eq!(c[2..], [7, 6]);
+    }
+
+    #[test]
+    fn feed_order_is_by_descending_logit_ties_in_pool_order_cut_at_k() {
+        assert_eq!(feed_order(&[0.5, 2.0, 0.5, -1.0, 3.0], 4), [4, 1, 0, 2]);
+        assert_eq!(feed_order(&[1.0, 2.0], 5), [1, 0]);
+        assert!(feed_order(&[], 3).is_empty());
     }
 
     #[test]
