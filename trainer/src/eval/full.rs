@@ -102,7 +102,7 @@ mod tests {
     use super::*;
     use crate::data::EventLog;
     use crate::eval::protocol::{Query, View};
-    use crate::eval::sampler::{sample_cases, NEGATIVES};
+    use crate::eval::sampler::{sample_cases, NegativePool, NEGATIVES};
 
     /// Three users clicking and being shown items of a 200-item catalogue; user u clicks item
     /// 5u+k at step k and repeats its first click as its last.
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn a_full_case_is_every_item_but_the_earlier_clicks_positive_first() {
         let split = split();
-        let cases = sample_cases(&split, 1, NEGATIVES).unwrap();
+        let cases = sample_cases(&split, 1, NEGATIVES, NegativePool::default()).unwrap();
         for case in &cases {
             let full = full_case(&split, case);
             let t = &split.timelines[case.timeline];
@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(two.len(), 2);
         assert!(two.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(two, chosen_timelines(&split, 2), "the same draw every time");
-        let cases = sample_cases(&split, 1, NEGATIVES).unwrap();
+        let cases = sample_cases(&split, 1, NEGATIVES, NegativePool::default()).unwrap();
         let which = chosen_cases(&cases, &two);
         assert_eq!(which.len(), 10, "five test clicks per chosen user");
         assert!(which
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn full_ranks_count_the_items_scored_above_the_positive() {
         let split = split();
-        let cases = sample_cases(&split, 1, NEGATIVES).unwrap();
+        let cases = sample_cases(&split, 1, NEGATIVES, NegativePool::default()).unwrap();
         let which: Vec<u32> = (0..cases.len() as u32).rev().collect();
         let mut done = 0;
         let ranks = full_ranks(&split, &cases, &which, &ById, |n| done += n).unwrap();

@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn ranks_are_per_case_and_long_candidate_lists_batch_fewer_cases() {
         let split = repeat_clicker();
-        let mut cases = sample_cases(&split, 3, NEGATIVES).unwrap();
+        let mut cases = sample_cases(&split, 3, NEGATIVES, NegativePool::default()).unwrap();
         for (k, case) in cases.iter_mut().enumerate() {
             // Lists of 3,000 candidates: two fit a batch of the sampled candidates' worth.
             case.candidates = (0..3000).map(|c| (c * 13 + k as u32) % 300).collect();
