@@ -46,8 +46,9 @@ pub struct Protocol {
 /// One model's metrics: metric name (`HR@1`, …, `full HR@10`, …) → mean ± std over seeds.
 pub type ModelResult = IndexMap<String, MeanStd>;
 
-/// The rows every other row is compared with in each column.
-pub const REFERENCES: [&str; 2] = ["MC2-SF", "MC2-SF+"];
+/// The rows every other row is compared with in each column: MC²-SF and MC²-SF+ as the sampled
+/// tables name them, and the MC²-SF arm as the re-rank protocol names it (the demo's name).
+pub const REFERENCES: [&str; 3] = ["MC2-SF", "MC2-SF+", "MC²-SF"];
 
 /// `mean(a) − mean(b)` in one column over every case of every seed, with its 95 % interval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,48 @@ pub fn stated_pairs<'a>(means: &[(&'a str, f64)]) -> Vec<(&'a str, &'a str)> {
         }
     }
     pairs
+}
+
+/// A "Differences" section: each of [`REFERENCES`] among `models` minus every other row, in
+/// the columns `names` that `differences` has, with the interval and whether it is significant.
+pub fn differences_markdown(
+    models: &[&str],
+    differences: &IndexMap<String, Vec<Difference>>,
+    names: &[String],
+) -> String {
+    let names: Vec<&String> = names.iter().filter(|n| differences.contains_key(*n)).collect();
+    let mut md = String::new();
+    for reference in REFERENCES.iter().filter(|r| models.contains(r)) {
+        if md.is_empty() {
+            md += "\n## Differences\n\n`a − b` over every test case of every seed, with the 95 % \
+                   paired-bootstrap interval over users [lo, hi]; significant when it excludes \
+                   0.\n";
+        }
+        let _ = write!(
+            md,
+            "\n| {reference} − | {} |\n|---|{}\n",
+            names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | "),
+            "---|".repeat(names.len())
+        );
+        for other in models.iter().filter(|m| *m != reference) {
+            let cells: Vec<String> = (names.iter())
+                .map(|name| {
+                    (differences[*name].iter())
+                        .find(|d| d.a == *reference && d.b == *other)
+                        .map_or_else(
+                            || "–".to_owned(),
+                            |d| {
+                                let i = d.interval;
+                                let yes = if d.significant { "yes" } else { "no" };
+                                format!("{:+.4} [{:+.4}, {:+.4}] {yes}", i.diff, i.lo, i.hi)
+                            },
+                        )
+                })
+                .collect();
+            let _ = writeln!(md, "| {other} | {} |", cells.join(" | "));
+        }
+    }
+    md
 }
 
 /// The contents of results.json (names kept stable: later tools read them).
@@ -228,43 +271,12 @@ impl Results {
     /// The "Differences" section: each of [`REFERENCES`] minus every other row on HR@10 and
     /// NDCG@10, sampled and full, with the interval and whether it is significant.
     fn differences_markdown(&self) -> String {
-        let columns: Vec<Column> = (COLUMNS.iter().copied())
+        let names: Vec<String> = (COLUMNS.iter())
             .filter(|c| matches!(c.metric, Metric::Hr(10) | Metric::Ndcg(10)))
-            .filter(|c| self.differences.contains_key(&c.name()))
+            .map(|c| c.name())
             .collect();
-        let mut md = String::new();
-        for reference in REFERENCES.iter().filter(|r| self.models.contains_key(**r)) {
-            if md.is_empty() {
-                md += "\n## Differences\n\n`a − b` over every test case of every seed, with \
-                       the 95 % paired-bootstrap interval over users [lo, hi]; significant when \
-                       it excludes 0.\n";
-            }
-            let names: Vec<String> = columns.iter().map(|c| c.name()).collect();
-            let _ = write!(
-                md,
-                "\n| {reference} − | {} |\n|---|{}\n",
-                names.join(" | "),
-                "---|".repeat(names.len())
-            );
-            for other in self.models.keys().filter(|m| m != reference) {
-                let cells: Vec<String> = (names.iter())
-                    .map(|name| {
-                        (self.differences[name].iter())
-                            .find(|d| d.a == *reference && d.b == *other)
-                            .map_or_else(
-                                || "–".to_owned(),
-                                |d| {
-                                    let i = d.interval;
-                                    let yes = if d.significant { "yes" } else { "no" };
-                                    format!("{:+.4} [{:+.4}, {:+.4}] {yes}", i.diff, i.lo, i.hi)
-                                },
-                            )
-                    })
-                    .collect();
-                let _ = writeln!(md, "| {other} | {} |", cells.join(" | "));
-            }
-        }
-        md
+        let models: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        differences_markdown(&models, &self.differences, &names)
     }
 
     /// A columns × models table with cells from `cell(model, column)`.

@@ -39,9 +39,10 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{pessimistic_rank, MeanStd, MetricSums, COLUMNS, METRICS};
+use super::metrics::{pessimistic_rank, MeanStd, Metric, MetricSums, COLUMNS, METRICS};
 use super::protocol::{query, Query, Scorer, View, BATCH_CASES};
-use super::report::{ModelResult, Results};
+use super::bootstrap::{self, Paired};
+use super::report::{differences_markdown, stated_pairs, Difference, ModelResult, Results};
 use super::sampler::Case;
 use crate::baselines::{Zoo, ZooConfig};
 use crate::checkpoint::Vocabulary;
@@ -348,9 +349,50 @@ pub struct RerankResults {
     /// `feed` and `pool`: the share of test clicks whose item is in the feed (top `K`) and in
     /// the retrieval pool, mean ± std over seeds.
     pub recall: IndexMap<String, MeanStd>,
+    /// Per metric name, the differences the report states (the best row against the
+    /// runner-up, the MC²-SF arm against every other row), each with its paired-bootstrap
+    /// interval over users, every seed's cases pooled.
+    #[serde(default)]
+    pub differences: IndexMap<String, Vec<Difference>>,
     /// The exact command that produced the file.
     #[serde(default)]
     pub command: String,
+}
+
+/// The differences [`RerankResults`] states, from every case's rank in `runs` (a miss counts
+/// 0 on every metric).
+fn differences(runs: &[SeedRanks]) -> Result<IndexMap<String, Vec<Difference>>> {
+    let users: Vec<u32> = runs.iter().flat_map(|r| r.users.iter().copied()).collect();
+    let rows: Vec<&str> = runs
+        .first()
+        .map(|r| r.ranks.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut out = IndexMap::new();
+    if users.is_empty() || rows.len() < 2 {
+        return Ok(out);
+    }
+    let boot = Paired::new(&users, bootstrap::RESAMPLES, bootstrap::SEED)?;
+    for metric in METRICS {
+        let values: Vec<Vec<f64>> = (rows.iter())
+            .map(|row| {
+                (runs.iter())
+                    .flat_map(|r| r.ranks.get(*row).into_iter().flatten())
+                    .map(|rank| rank.map_or(0.0, |k| metric.at_rank(k)))
+                    .collect()
+            })
+            .collect();
+        let means: Vec<(&str, f64)> = (rows.iter().zip(&values))
+            .map(|(row, v)| (*row, v.iter().sum::<f64>() / v.len().max(1) as f64))
+            .collect();
+        let mut stated = Vec::new();
+        for (a, b) in stated_pairs(&means) {
+            let index = |name: &str| rows.iter().position(|r| *r == name).unwrap_or(0);
+            let interval = boot.interval(&values[index(a)], &values[index(b)])?;
+            stated.push(Difference::new(a, b, interval));
+        }
+        out.insert(metric.name(), stated);
+    }
+    Ok(out)
 }
 
 /// Runs the re-rank protocol for every seed (one at a time; each trains its own models).
@@ -405,6 +447,7 @@ pub fn run(
             ("feed".to_owned(), MeanStd::of(&feed_recall)),
             ("pool".to_owned(), MeanStd::of(&pool_recall)),
         ]),
+        differences: differences(&runs)?,
         command: String::new(),
     };
     Ok((results, runs))
@@ -513,7 +556,14 @@ impl RerankResults {
             let _ = write!(md, " {what} {:.4} ± {:.4};", v.mean, v.std);
         }
         md.pop();
-        md += ".\n\n## Protocol\n\n";
+        md += ".\n";
+        let rows: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        let names: Vec<String> = (METRICS.iter())
+            .filter(|m| matches!(m, Metric::Hr(10) | Metric::Ndcg(10)))
+            .map(|m| m.name())
+            .collect();
+        md += &differences_markdown(&rows, &self.differences, &names);
+        md += "\n## Protocol\n\n";
         for (k, v) in [
             ("split", &p.split),
             ("feed", &p.feed),
