@@ -108,7 +108,10 @@ pub fn differences_markdown(
     differences: &IndexMap<String, Vec<Difference>>,
     names: &[String],
 ) -> String {
-    let names: Vec<&String> = names.iter().filter(|n| differences.contains_key(*n)).collect();
+    let names: Vec<&String> = names
+        .iter()
+        .filter(|n| differences.contains_key(*n))
+        .collect();
     let mut md = String::new();
     for reference in REFERENCES.iter().filter(|r| models.contains(r)) {
         if md.is_empty() {
@@ -119,7 +122,11 @@ pub fn differences_markdown(
         let _ = write!(
             md,
             "\n| {reference} − | {} |\n|---|{}\n",
-            names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | "),
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
             "---|".repeat(names.len())
         );
         for other in models.iter().filter(|m| *m != reference) {

@@ -39,9 +39,9 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::bootstrap::{self, Paired};
 use super::metrics::{pessimistic_rank, MeanStd, Metric, MetricSums, COLUMNS, METRICS};
 use super::protocol::{query, Query, Scorer, View, BATCH_CASES};
-use super::bootstrap::{self, Paired};
 use super::report::{differences_markdown, stated_pairs, Difference, ModelResult, Results};
 use super::sampler::Case;
 use crate::baselines::{Zoo, ZooConfig};
