@@ -826,6 +826,56 @@ impl<'a> ValidSet<'a> {
 mod tests {
     use super::*;
 
+    /// A click's impression: the exposures of the latest impression strictly before it (other
+    /// clicks on the same feed skipped), never an earlier impression, the clicked item or a
+    /// repeat, at most `n`.
+    #[test]
+    fn the_impression_is_the_latest_feed_shown_before_the_click() {
+        let ev = |item, ts, kind| crate::data::Event {
+            user: 0,
+            item,
+            ts,
+            kind,
+        };
+        use EventKind::{Click, Exposure};
+        let realtime = [
+            ev(1, 10, Exposure), // an earlier feed
+            ev(2, 10, Exposure),
+            ev(3, 12, Click),
+            ev(4, 20, Exposure), // the latest feed: 4, 5, 4 again, 9 (the clicked item)
+            ev(5, 20, Exposure),
+            ev(4, 20, Exposure),
+            ev(9, 20, Exposure),
+            ev(6, 23, Click), // another click on the same feed
+        ];
+        let positive = |n| {
+            let p = Positive {
+                moment: Moment {
+                    user: 0,
+                    slow: &[],
+                    realtime: &realtime,
+                    uploaded: &[],
+                },
+                item: 9,
+            };
+            impression(&p, n)
+        };
+        assert_eq!(positive(10), [4, 5]);
+        assert_eq!(positive(1), [4]);
+        assert!(positive(0).is_empty());
+        let only_clicks = [ev(1, 1, Click)];
+        let p = Positive {
+            moment: Moment {
+                user: 0,
+                slow: &[],
+                realtime: &only_clicks,
+                uploaded: &[],
+            },
+            item: 2,
+        };
+        assert!(impression(&p, 5).is_empty());
+    }
+
     #[test]
     fn every_click_but_the_first_is_the_target_of_exactly_one_sequence() {
         for n in [1, 3, 50] {
