@@ -8,7 +8,6 @@
 //! library is written to a temporary file and renamed into place, so concurrent first uses (the
 //! test binaries of one `cargo test`) never load a half-written file.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -215,29 +214,20 @@ fn download(url: &str) -> Result<Vec<u8>, FetchError> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        let n = response.read(&mut chunk).map_err(|source| FetchError::Io {
+    std::io::copy(&mut bar.wrap_read(&mut response), &mut bytes).map_err(|source| {
+        FetchError::Io {
             path: PathBuf::from(url),
             source,
-        })?;
-        if n == 0 {
-            break;
         }
-        bytes
-            .write_all(&chunk[..n])
-            .map_err(|source| FetchError::Io {
-                path: PathBuf::from(url),
-                source,
-            })?;
-        bar.inc(n as u64);
-    }
+    })?;
     bar.finish_and_clear();
     Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     /// A wheel-shaped zip holding `member` with `contents`, and a [`Wheel`] pinned to it.

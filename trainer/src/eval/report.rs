@@ -167,17 +167,19 @@ pub struct Results {
 }
 
 impl Results {
-    /// Builds one model's entry from its per-seed column means (each in `COLUMNS` order),
-    /// leaving out a column without cases (NaN in every seed: no user ranked in full).
-    pub fn model_entry(per_seed: &[[f64; COLUMNS.len()]]) -> ModelResult {
+    /// Builds one model's entry from its per-seed column means (each in `COLUMNS` order, as
+    /// many as it has), leaving out a column without cases (NaN or absent in every seed: no
+    /// user ranked in full, or a protocol without full ranking).
+    pub fn model_entry<R: AsRef<[f64]>>(per_seed: &[R]) -> ModelResult {
+        let value = |s: &R, j: usize| s.as_ref().get(j).copied().unwrap_or(f64::NAN);
         COLUMNS
             .iter()
             .enumerate()
-            .filter(|(j, _)| !per_seed.iter().all(|s| s[*j].is_nan()))
+            .filter(|(j, _)| !per_seed.iter().all(|s| value(s, *j).is_nan()))
             .map(|(j, m)| {
                 (
                     m.name(),
-                    MeanStd::of(&per_seed.iter().map(|s| s[j]).collect::<Vec<_>>()),
+                    MeanStd::of(&per_seed.iter().map(|s| value(s, j)).collect::<Vec<_>>()),
                 )
             })
             .collect()

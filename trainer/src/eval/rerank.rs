@@ -40,7 +40,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{self, Paired};
-use super::metrics::{pessimistic_rank, MeanStd, Metric, MetricSums, COLUMNS, METRICS};
+use super::metrics::{pessimistic_rank, MeanStd, Metric, MetricSums, METRICS};
 use super::protocol::{query, Query, Scorer, View, BATCH_CASES};
 use super::report::{differences_markdown, stated_pairs, Difference, ModelResult, Results};
 use super::sampler::Case;
@@ -385,10 +385,12 @@ fn differences(runs: &[SeedRanks]) -> Result<IndexMap<String, Vec<Difference>>> 
             .map(|(row, v)| (*row, v.iter().sum::<f64>() / v.len().max(1) as f64))
             .collect();
         let mut stated = Vec::new();
+        let of =
+            |name: &str| (rows.iter().zip(&values)).find_map(|(r, v)| (*r == name).then_some(v));
         for (a, b) in stated_pairs(&means) {
-            let index = |name: &str| rows.iter().position(|r| *r == name).unwrap_or(0);
-            let interval = boot.interval(&values[index(a)], &values[index(b)])?;
-            stated.push(Difference::new(a, b, interval));
+            if let (Some(va), Some(vb)) = (of(a), of(b)) {
+                stated.push(Difference::new(a, b, boot.interval(va, vb)?));
+            }
         }
         out.insert(metric.name(), stated);
     }
@@ -435,13 +437,7 @@ pub fn run(
         protocol: protocol(data, feed, runs[0].targets.len()),
         seeds: seeds.to_vec(),
         models: (per_row.into_iter())
-            .map(|(row, means)| {
-                // The re-rank protocol has no full-ranking columns: left out as NaN.
-                let columns: Vec<[f64; COLUMNS.len()]> = (means.iter())
-                    .map(|m| std::array::from_fn(|j| m.get(j).copied().unwrap_or(f64::NAN)))
-                    .collect();
-                (row, Results::model_entry(&columns))
-            })
+            .map(|(row, means)| (row, Results::model_entry(&means)))
             .collect(),
         recall: IndexMap::from([
             ("feed".to_owned(), MeanStd::of(&feed_recall)),
