@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device runtime on 64-bit ARM (docs/design.md §9): cross-compiles slowfast-core's tests and the
+# The device runtime on 64-bit ARM (docs/architecture.md §9): cross-compiles slowfast-core's tests and the
 # bindings crate to aarch64-unknown-linux-gnu, runs them under qemu-aarch64 (the cargo runner
 # of .cargo/config.toml), then checks that a rerank on the real fixture bundle scores the same
 # on aarch64 as on x86-64 (max |Δ| ≤ 1e-5). Installs its toolchain when missing.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Kotlin bindings on the desktop JVM (docs/design.md §9): builds the host cdylib of slowfast-ffi,
+# The Kotlin bindings on the desktop JVM (docs/architecture.md §9): builds the host cdylib of slowfast-ffi,
 # generates the Kotlin with its in-crate uniffi-bindgen, compiles android/'s library, tests and
 # sample with kotlinc against JNA, and runs the JUnit tests and the sample; then the Swift
 # checks that need no Swift (ios/check-bindings.sh) on the same build, and that the README's

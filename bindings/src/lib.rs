@@ -1,4 +1,4 @@
-//! slowfast-ffi: the uniffi exports of the slowfast device runtime (docs/design.md §2, §8) for the
+//! slowfast-ffi: the uniffi exports of the slowfast device runtime (docs/architecture.md §2, §8) for the
 //! Kotlin library in `android/` and the Swift package in `ios/`.
 //!
 //! No logic lives here: every export forwards to [`slowfast_core`], converting records and

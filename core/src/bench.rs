@@ -1,4 +1,4 @@
-//! Device benchmark figures (docs/design.md §10), measured on one core: what `slowfast bench
+//! Device benchmark figures (docs/architecture.md §10), measured on one core: what `slowfast bench
 //! device --json` prints. Benchmarks are not tests: nothing here asserts a time.
 //!
 //! The ort side of `tract_over_ort_100` needs ONNX Runtime, which the device runtime does not

@@ -1,4 +1,4 @@
-//! [`SlowFast`], the engine the apps embed (docs/design.md §6): records real-time clicks and
+//! [`SlowFast`], the engine the apps embed (docs/architecture.md §6): records real-time clicks and
 //! exposures, keeps the negative memory `r̂2` (eq. 5), re-ranks the candidates the cloud sends
 //! with the fast model (eq. 7–8), and syncs with the server (F2S upload, S2F feed, model
 //! updates).

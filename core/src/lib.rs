@@ -1,4 +1,4 @@
-//! slowfast-core: the device runtime of MC²-SF (docs/design.md §5–7).
+//! slowfast-core: the device runtime of MC²-SF (docs/architecture.md §5–7).
 //!
 //! The fast component runs here, on the phone, from an ONNX model bundle ([`manifest`]).
 //! [`wire`] holds the JSON types of the sync protocol, shared with the server in

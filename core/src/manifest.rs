@@ -1,4 +1,4 @@
-//! The model bundle's manifest (docs/design.md §5): the device contract between the trainer that
+//! The model bundle's manifest (docs/architecture.md §5): the device contract between the trainer that
 //! exports a bundle (`slowfast export`) and everything that runs it (the device with tract, the
 //! server with ort, `slowfast bundle verify`).
 //!

@@ -1,4 +1,4 @@
-//! The JSON types of the sync protocol (docs/design.md §7), versioned under `/v1`. One definition
+//! The JSON types of the sync protocol (docs/architecture.md §7), versioned under `/v1`. One definition
 //! used by the device's sync client and by the server (`slowfast serve`).
 //!
 //! | call | request | response |

@@ -1,4 +1,4 @@
-//! slowfast-trainer: the cloud side of MC²-SF (docs/design.md §1).
+//! slowfast-trainer: the cloud side of MC²-SF (docs/architecture.md §1).
 //!
 //! Data flows one way: [`data`] (read → filter → split) → [`eval`] (sample → score → metrics →
 //! report). [`synth`] writes the synthetic default data set; [`baselines`] holds the models that

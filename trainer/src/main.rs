@@ -1,4 +1,4 @@
-//! `slowfast`: the command line of the slowfast trainer (docs/design.md §8).
+//! `slowfast`: the command line of the slowfast trainer (docs/architecture.md §8).
 
 mod cli_export;
 

@@ -1,4 +1,4 @@
-//! `slowfast bench`: the benchmarks of docs/design.md §10, one module per target. Each reports one
+//! `slowfast bench`: the benchmarks of docs/architecture.md §10, one module per target. Each reports one
 //! JSON object of figures; benchmarks are never tests and assert nothing about time.
 
 pub mod device;

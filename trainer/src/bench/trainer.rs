@@ -1,4 +1,4 @@
-//! Training throughput (docs/design.md §10): samples per second of the slow component
+//! Training throughput (docs/architecture.md §10): samples per second of the slow component
 //! (DIN w/ F2S, and plain DIN with the same history window) and of the fast component
 //! (MC²-SF's S2F fast model), the seconds one epoch of each takes on the data given, and the
 //! peak memory. A sample is one scored (moment, item) row: a positive or a sampled negative.

@@ -1,4 +1,4 @@
-//! The event log: `user, item, timestamp, kind` with kind ∈ {click, exposure} (docs/design.md §4),
+//! The event log: `user, item, timestamp, kind` with kind ∈ {click, exposure} (docs/architecture.md §4),
 //! its readers, the 20-core filter and the per-user time split.
 
 pub mod csv;

@@ -1,6 +1,6 @@
 //! MovieLens-1M `ratings.dat`: `UserID::MovieID::Rating::Timestamp`, one rating per line.
 //!
-//! ML-1M has no impressions, so the rating stands in for them (docs/design.md §4): a rating ≥ 4 is a
+//! ML-1M has no impressions, so the rating stands in for them (docs/architecture.md §4): a rating ≥ 4 is a
 //! click, and a rating ≤ 3 is an exposure — an item the user was shown and did not like, the
 //! closest thing to a real-time negative the data holds.
 

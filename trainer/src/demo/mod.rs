@@ -1,5 +1,5 @@
 //! `slowfast demo`: the slow-fast loop running online on the synthetic default
-//! (docs/design.md §1 and §8).
+//! (docs/architecture.md §1 and §8).
 //!
 //! 1. Generate the synthetic world and its logged history; train MC²-SF (Algorithm 1) on it;
 //!    export a bundle and verify it (hashes, shapes, candle/ort/tract parity).

@@ -1,4 +1,4 @@
-//! The evaluation protocol (paper §5.1.2, docs/design.md §4): sampling, metrics, the scoring loop
+//! The evaluation protocol (paper §5.1.2, docs/architecture.md §4): sampling, metrics, the scoring loop
 //! and the reports.
 
 pub mod bootstrap;

@@ -1,4 +1,4 @@
-//! Writing a model bundle (docs/design.md §5): the three ONNX files, `items.json` and
+//! Writing a model bundle (docs/architecture.md §5): the three ONNX files, `items.json` and
 //! `manifest.json` with the SHA-256, size and input/output contract of every file.
 
 use std::collections::BTreeMap;

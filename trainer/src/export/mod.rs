@@ -1,4 +1,4 @@
-//! ONNX export of a trained MC²-SF model as a model bundle (docs/design.md §5):
+//! ONNX export of a trained MC²-SF model as a model bundle (docs/architecture.md §5):
 //! `fast.onnx` (eq. 7–8), `neg_step.onnx` (GRU_n's cell, eq. 5), `slow.onnx` (eq. 1, 5–6),
 //! `items.json` and `manifest.json`; and the parity check of a bundle across candle, ONNX
 //! Runtime and tract (`slowfast bundle verify`).

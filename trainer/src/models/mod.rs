@@ -1,4 +1,4 @@
-//! The MC²-SF models (paper §4, docs/design.md §3) and their training (Algorithm 1), in candle.
+//! The MC²-SF models (paper §4, docs/architecture.md §3) and their training (Algorithm 1), in candle.
 //!
 //! Parameter names (the export issue and checkpoints depend on them): `item_emb` (N×d),
 //! `gru_n.{weight_ih,weight_hh,bias_ih,bias_hh}` (shared by both components), `slow.*`

@@ -66,7 +66,7 @@ impl SlowNet {
         let h = embed(&shared.item_emb, &hist.ids)?;
         // r̂2 is what the device uploads (Algorithm 1, step 1); in training the cloud folds it
         // from the logged exposures with the shared GRU_n and differentiates through the fold,
-        // so the slow loss trains GRU_n too (docs/design.md §3, "Ownership").
+        // so the slow loss trains GRU_n too (docs/architecture.md §3, "Ownership").
         let neg_memory = match self.w_s {
             Some(_) => Some(batch.per_row(&shared.neg_memory(batch)?)?),
             None => None,

@@ -1,4 +1,4 @@
-//! The server benchmark (docs/design.md §10): `slowfast serve` started as a separate process on a
+//! The server benchmark (docs/architecture.md §10): `slowfast serve` started as a separate process on a
 //! fresh SQLite file, loaded over loopback by `concurrency` clients, each its own user.
 //! First uploads (each with a fresh idempotency key, `r̂2` and a few clicks), then feeds of `k`
 //! items; throughput and p50/p99 latency of each. The feed phase needs a bundle with

@@ -1,4 +1,4 @@
-//! `slowfast serve`: the sync server between devices and the slow component (docs/design.md §7,
+//! `slowfast serve`: the sync server between devices and the slow component (docs/architecture.md §7,
 //! paper §4.3–4.4). axum on tokio, sqlx for storage, ONNX Runtime (ort) for the slow model.
 //!
 //! # Endpoints (JSON types in `slowfast_core::wire`)

@@ -1,4 +1,4 @@
-//! The synthetic event log: the embedded default data set for demos and tests (docs/design.md §4).
+//! The synthetic event log: the embedded default data set for demos and tests (docs/architecture.md §4).
 //!
 //! Real data sets cannot be redistributed, so `slowfast synth` simulates one whose signals are
 //! planted and known, one per component of MC²-SF (paper §4). Everything is drawn from
