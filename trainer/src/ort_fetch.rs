@@ -188,7 +188,16 @@ pub fn install(bytes: &[u8], url: &str, wheel: &Wheel, target: &Path) -> Result<
 }
 
 /// The wheel's bytes, with a progress line on stderr.
+///
+/// The transfer runs on a thread of its own: reqwest's blocking client starts and drops a
+/// runtime of its own, which tokio refuses on a thread already inside an async context (the
+/// sync server and the demo first load the library from one).
 fn download(url: &str) -> Result<Vec<u8>, FetchError> {
+    std::thread::scope(|scope| scope.spawn(|| download_on_this_thread(url)).join())
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn download_on_this_thread(url: &str) -> Result<Vec<u8>, FetchError> {
     let http = |source| FetchError::Http {
         url: url.to_owned(),
         source,
@@ -289,6 +298,35 @@ mod tests {
         let err = install(&bytes, wheel.url, &wheel, &target).unwrap_err();
         assert!(matches!(err, FetchError::Zip { .. }), "{err}");
         assert!(!target.exists());
+    }
+
+    /// The sync server first loads ONNX Runtime from inside tokio; the blocking download must
+    /// not tear down a runtime there.
+    #[test]
+    fn a_download_from_inside_an_async_context_completes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/wheel.whl", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
+                request.push(byte[0]);
+            }
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nwheel",
+                )
+                .unwrap();
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let bytes = runtime.block_on(async { download(&url) }).unwrap();
+        assert_eq!(bytes, b"wheel");
+        server.join().unwrap();
     }
 
     #[test]
