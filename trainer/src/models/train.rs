@@ -848,32 +848,19 @@ mod tests {
             ev(9, 20, Exposure),
             ev(6, 23, Click), // another click on the same feed
         ];
-        let positive = |n| {
-            let p = Positive {
-                moment: Moment {
-                    user: 0,
-                    slow: &[],
-                    realtime: &realtime,
-                    uploaded: &[],
-                },
-                item: 9,
-            };
-            impression(&p, n)
-        };
-        assert_eq!(positive(10), [4, 5]);
-        assert_eq!(positive(1), [4]);
-        assert!(positive(0).is_empty());
-        let only_clicks = [ev(1, 1, Click)];
-        let p = Positive {
-            moment: Moment {
+        let impression_of = |realtime: &[crate::data::Event], item, n| {
+            let moment = Moment {
                 user: 0,
                 slow: &[],
-                realtime: &only_clicks,
+                realtime,
                 uploaded: &[],
-            },
-            item: 2,
+            };
+            impression(&Positive { moment, item }, n)
         };
-        assert!(impression(&p, 5).is_empty());
+        assert_eq!(impression_of(&realtime, 9, 10), [4, 5]);
+        assert_eq!(impression_of(&realtime, 9, 1), [4]);
+        assert!(impression_of(&realtime, 9, 0).is_empty());
+        assert!(impression_of(&[ev(1, 1, Click)], 2, 5).is_empty());
     }
 
     #[test]
