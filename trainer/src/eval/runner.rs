@@ -236,7 +236,9 @@ impl SeedRun<'_> {
                 }
             }
             bar.set_message(format!("{name} seed {seed}"));
+            let start = Instant::now();
             let model = zoo.scorer(name)?;
+            let train_s = start.elapsed().as_secs_f64();
             let start = Instant::now();
             let sampled = ranks(split, &cases, model.as_ref(), |_| bar.tick())?;
             let sampled_s = start.elapsed().as_secs_f64();
@@ -248,9 +250,10 @@ impl SeedRun<'_> {
             tracing::info!(
                 model = name.as_str(),
                 seed,
+                train_s,
                 sampled_s,
                 full_s,
-                "evaluated (seconds ranking the sampled cases and the full ones)"
+                "evaluated (seconds training, ranking the sampled cases and the full ones)"
             );
         }
         let fresh = curves(seed, &zoo.logs);
