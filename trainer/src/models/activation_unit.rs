@@ -29,7 +29,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
-use super::cpu_ops::{backward3, gemm, values};
+use super::cpu_ops::{backward3, gemm, values, vectorized};
 use super::grad_mode::keeps_activations;
 use super::layers::{first_layer_terms, target_attention_ops, Mlp};
 use crate::error::Result;
@@ -294,6 +294,7 @@ impl Attend {
 
     /// The history term `W_h h` of every position (M·L × H1) and the candidate term
     /// `W_e e + b₁` of every row (B × H1).
+    #[inline(always)]
     fn terms(&self, hist: &[f32], e: &[f32], w: &Weights) -> (Vec<f32>, Vec<f32>) {
         let Dims { m, l, d, b, h1, .. } = self.dims;
         let mut per_pos = vec![0f32; m * l * h1];
@@ -322,6 +323,7 @@ impl Attend {
     }
 
     /// Fills `blk` with the activations of the rows of `rows`.
+    #[inline(always)]
     fn activate(
         &self,
         (hist, e): (&[f32], &[f32]),
@@ -387,6 +389,7 @@ impl Attend {
             .map(move |&j| moment * self.dims.l + j)
     }
 
+    #[inline(always)]
     fn forward(&self, hist: &[f32], e: &[f32], packed: &[f32]) -> Vec<f32> {
         let Dims { b, d, .. } = self.dims;
         let w = Weights::read(&self.dims, packed);
@@ -418,6 +421,7 @@ impl Attend {
 
     /// The gradients of `hist` (M, L, d), `e` (B, d) and the packed weights from the gradient
     /// `d_out` (B, d) of `r_t`.
+    #[inline(always)]
     fn backward(
         &self,
         hist: &[f32],
@@ -627,7 +631,10 @@ impl CustomOp3 for Attend {
             ));
         }
         Ok((
-            CpuStorage::F32(self.forward(hist, e, w)),
+            CpuStorage::F32(vectorized(
+                #[inline(always)]
+                || self.forward(hist, e, w),
+            )),
             Shape::from((b, d)),
         ))
     }
@@ -641,7 +648,10 @@ impl CustomOp3 for Attend {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         backward3([hist, e, w], grad_res, |[h, e, w], g| {
-            self.backward(h, e, w, g)
+            vectorized(
+                #[inline(always)]
+                || self.backward(h, e, w, g),
+            )
         })
     }
 }
@@ -797,6 +807,42 @@ mod tests {
             recomputing.backward(&hist, &e, &packed, &grad)
         );
         assert_eq!(kept(&keeping), Some(0), "the backward pass took them");
+    }
+
+    /// Compiled for the CPU's widest vectors ([`vectorized`], as the op runs) the kernel gives
+    /// the baseline build's values and gradients bit for bit.
+    #[test]
+    fn the_vectorised_kernel_is_bit_for_bit_the_baseline() {
+        let dims = Dims {
+            m: 3,
+            l: 23,
+            d: 19,
+            b: 9,
+            h1: 37,
+            h2: 21,
+        };
+        let mask: Vec<f32> = ([23, 9, 1].into_iter())
+            .flat_map(|n| (0..23).map(move |j| f32::from(u8::from(j < n))))
+            .collect();
+        let wave = |n: usize, phase: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i as f32) * 0.613 + phase).sin()).collect()
+        };
+        let (hist, e) = (wave(3 * 23 * 19, 0.2), wave(9 * 19, 0.9));
+        let (packed, grad) = (wave(dims.weights(), 0.4), wave(9 * 19, 1.7));
+        let op = Attend::new(dims, &mask, (0..9).map(|r| r % 3).collect());
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let plain = op.forward(&hist, &e, &packed);
+        let wide = vectorized(
+            #[inline(always)]
+            || op.forward(&hist, &e, &packed),
+        );
+        assert_eq!(bits(plain), bits(wide));
+        let (a, b, c) = op.backward(&hist, &e, &packed, &grad);
+        let (x, y, z) = vectorized(
+            #[inline(always)]
+            || op.backward(&hist, &e, &packed, &grad),
+        );
+        assert_eq!((bits(a), bits(b), bits(c)), (bits(x), bits(y), bits(z)));
     }
 
     /// Through candle: a training step's `r_t` and gradients are those of inference.

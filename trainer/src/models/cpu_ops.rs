@@ -12,13 +12,26 @@
 //!   pass.
 //!
 //! - [`gemm`], the single-threaded matrix product of the fused kernels
-//!   ([`super::gru_scan`], [`super::activation_unit`]).
+//!   ([`super::gru_scan`], [`super::activation_unit`]), and [`vectorized`], which runs their
+//!   own loops with the widest vector instructions the CPU has.
 //!
 //! Off the CPU (or in another dtype) each falls back to candle's own op.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
 use crate::error::Result;
+
+/// Runs `f` compiled for the widest vector instructions the CPU has, chosen at run time
+/// (pulp's dispatch: AVX-512 or AVX2 with FMA on x86-64, NEON on 64-bit ARM), so that the
+/// loops the compiler vectorises inside it use eight or sixteen lanes instead of the four of
+/// the baseline x86-64 target. `f` and what it calls must be `#[inline(always)]`: only code
+/// inlined into the dispatched copy gets its instructions. The results are bit for bit those
+/// of the baseline build: Rust never contracts `a * b + c` into a fused multiply-add and never
+/// reorders a float sum, so the lane count changes how many elements go at once, not a value.
+#[inline(always)]
+pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
 
 /// `x (A, L, K) + y (A, K)` broadcast over `L`.
 pub fn add_rows(x: &Tensor, y: &Tensor) -> Result<Tensor> {

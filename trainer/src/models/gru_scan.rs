@@ -19,7 +19,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
-use super::cpu_ops::{backward3, gemm, values};
+use super::cpu_ops::{backward3, gemm, values, vectorized};
 use crate::error::Result;
 
 /// Runs the recurrence over projected inputs `gi` (B, T, 3H) with `mask` (B, T) from `h0`
@@ -150,7 +150,9 @@ fn step_row(x: &[f32], g: &[f32], s: &mut [f32], m: f32, gates: &mut [f32]) {
 
 impl GruScan {
     /// The forward recurrence: the output (the last state, or every step's with
-    /// [`GruScan::all`]); with `trace`, also what [`GruScan::backward`] needs.
+    /// [`GruScan::all`]); with `trace`, also what [`GruScan::backward`] needs. Inlined into
+    /// its callers' [`vectorized`] copies.
+    #[inline(always)]
     fn forward(&self, gi: &[f32], h0: &[f32], wb: &[f32], trace: bool) -> (Vec<f32>, Trace) {
         let (b, t, h) = (self.batch, self.steps, self.hidden);
         let mut state = h0.to_vec();
@@ -204,7 +206,9 @@ impl GruScan {
 
     /// Backward through time: the gradients of `gi` (B, T, 3H), `h0` (B, H) and `wb`
     /// (3H, H + 1) from the gradient `d_out` of the output: of the last state (B, H), or with
-    /// [`GruScan::all`] of every step's state (B, T, H).
+    /// [`GruScan::all`] of every step's state (B, T, H). Inlined into the caller's
+    /// [`vectorized`] copy.
+    #[inline(always)]
     fn backward(
         &self,
         gi: &[f32],
@@ -316,7 +320,10 @@ impl CustomOp3 for GruScan {
                 "GRU scan: operand sizes do not match".into(),
             ));
         }
-        let (out, trace) = self.forward(gi, h0, wb, self.keep_trace);
+        let (out, trace) = vectorized(
+            #[inline(always)]
+            || self.forward(gi, h0, wb, self.keep_trace),
+        );
         if self.keep_trace {
             if let Ok(mut kept) = self.trace.lock() {
                 *kept = Some(trace);
@@ -339,7 +346,10 @@ impl CustomOp3 for GruScan {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         backward3([gi, h0, wb], grad_res, |[gi, h0, wb], g| {
-            self.backward(gi, h0, wb, g)
+            vectorized(
+                #[inline(always)]
+                || self.backward(gi, h0, wb, g),
+            )
         })
     }
 }
@@ -388,6 +398,42 @@ mod tests {
         assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
         assert_eq!((tanh(-200.0), tanh(200.0)), (-1.0, 1.0));
         assert!(exp(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
+    }
+
+    /// Compiled for the CPU's widest vectors ([`vectorized`], as the op runs) the scan gives
+    /// the baseline build's states and gradients bit for bit.
+    #[test]
+    fn the_vectorised_scan_is_bit_for_bit_the_baseline() {
+        let (b, t, h) = (5, 7, 19);
+        let wave = |n: usize, phase: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i as f32) * 0.377 + phase).sin()).collect()
+        };
+        let (gi, h0) = (wave(b * t * 3 * h, 0.1), wave(b * h, 0.8));
+        let (wb, d_out) = (wave(3 * h * (h + 1), 1.3), wave(b * t * h, 2.1));
+        let op = GruScan {
+            mask: (0..b * t)
+                .map(|k| f32::from(u8::from(k % 6 != 5)))
+                .collect(),
+            batch: b,
+            steps: t,
+            hidden: h,
+            all: true,
+            keep_trace: false,
+            trace: std::sync::Mutex::new(None),
+        };
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let (plain, _) = op.forward(&gi, &h0, &wb, false);
+        let (wide, _) = vectorized(
+            #[inline(always)]
+            || op.forward(&gi, &h0, &wb, false),
+        );
+        assert_eq!(bits(plain), bits(wide));
+        let (a, b, c) = op.backward(&gi, &h0, &wb, &d_out);
+        let (x, y, z) = vectorized(
+            #[inline(always)]
+            || op.backward(&gi, &h0, &wb, &d_out),
+        );
+        assert_eq!((bits(a), bits(b), bits(c)), (bits(x), bits(y), bits(z)));
     }
 
     #[test]
