@@ -22,8 +22,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use crate::error::Result;
 
 /// Runs `f` compiled for the widest vector instructions the CPU has, chosen at run time
-/// (pulp's dispatch: AVX-512 or AVX2 with FMA on x86-64, NEON on 64-bit ARM), so that the
-/// loops the compiler vectorises inside it use eight or sixteen lanes instead of the four of
+/// (pulp's dispatch; on x86-64 AVX-512 where the CPU has it, else AVX2 with FMA), so that the
+/// loops the compiler vectorises inside it use sixteen or eight lanes instead of the four of
 /// the baseline x86-64 target. `f` and what it calls must be `#[inline(always)]`: only code
 /// inlined into the dispatched copy gets its instructions. The results are bit for bit those
 /// of the baseline build: Rust never contracts `a * b + c` into a fused multiply-add and never
