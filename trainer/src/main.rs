@@ -382,9 +382,25 @@ struct DemoArgs {
     /// Adam's learning rate of each nightly next round.
     #[arg(long, default_value_t = slowfast_trainer::demo::RETRAIN_LR)]
     retrain_lr: f64,
-    /// Seed of the weights, the training and the users' random streams.
+    /// The first seed: the `k`-th seed (from 0) `seed + k` trains from `seed + k` and draws the
+    /// world, its log and the users' random streams from the synthetic seed `42 + k`.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seeds run (`seed`, `seed + 1`, …); the report gives mean ± sd over them and the lift
+    /// intervals pool their users.
+    #[arg(long, default_value_t = DemoConfig::default().seeds)]
+    seeds: usize,
+    /// Items arriving in the world per simulated day (servable after the next nightly round).
+    #[arg(long, default_value_t = DemoConfig::default().dynamics.arrivals_per_day)]
+    item_arrivals: usize,
+    /// Seconds (of a user's clock) after a click before the user may click the item again and
+    /// the app shows it again; `off`: never.
+    #[arg(long, default_value = "86400", value_parser = parse_off_i64)]
+    revisit: Option<i64>,
+    /// Half-life in seconds of an item's fatigue (unclicked shows); `off`: fatigue never
+    /// wears off.
+    #[arg(long, default_value = "86400", value_parser = parse_off_f64)]
+    fatigue_half_life: Option<f64>,
     /// Threads driving the phones.
     #[arg(long, default_value_t = DemoConfig::default().threads)]
     threads: usize,
@@ -402,6 +418,12 @@ impl DemoArgs {
                 context_slots: self.context_slots,
                 ..d.synth
             },
+            dynamics: slowfast_trainer::synth::Dynamics {
+                arrivals_per_day: self.item_arrivals,
+                revisit_secs: self.revisit,
+                fatigue_half_life_secs: self.fatigue_half_life,
+            },
+            seeds: self.seeds,
             devices: self.devices,
             days: self.days,
             visits_per_day: self.visits,
@@ -581,6 +603,26 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// A number, or `off` for none.
+fn parse_off_i64(s: &str) -> std::result::Result<Option<i64>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| format!("{s:?}: {e} (a number or `off`)"))
+}
+
+/// A number, or `off` for none.
+fn parse_off_f64(s: &str) -> std::result::Result<Option<f64>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| format!("{s:?}: {e} (a number or `off`)"))
 }
 
 fn demo_cmd(a: &DemoArgs) -> Result<()> {

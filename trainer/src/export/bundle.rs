@@ -29,6 +29,7 @@ pub fn bundle_files(model: &SlowFast, items: &Vocabulary) -> Result<BTreeMap<Str
         ids: items.ids.clone(),
         popularity: items.popularity.clone(),
         embeddings: values(&model.shared.item_emb)?,
+        added: items.added,
     };
     let items_json = serde_json::to_vec(&table).map_err(|e| TrainerError::Json {
         what: ITEMS_JSON.into(),

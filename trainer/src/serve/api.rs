@@ -296,9 +296,8 @@ pub async fn feed(
             e_i: &gather(&pool),
         })
         .await?;
-    let mut order: Vec<usize> = (0..pool.len()).collect();
-    order.sort_by(|&a, &b| out.logit[b].total_cmp(&out.logit[a]));
-    order.truncate(k);
+    let fresh: Vec<bool> = pool.iter().map(|&i| items.is_fresh(i)).collect();
+    let order = retrieval::top_with_fresh(&out.logit, &fresh, k);
     let row = |v: &[f32], j: usize| v[j * d..(j + 1) * d].to_vec();
     let items = order
         .into_iter()
