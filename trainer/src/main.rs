@@ -395,12 +395,12 @@ struct DemoArgs {
     item_arrivals: usize,
     /// Seconds (of a user's clock) after a click before the user may click the item again and
     /// the app shows it again; `off`: never.
-    #[arg(long, default_value = "86400", value_parser = parse_off_i64)]
-    revisit: Option<i64>,
+    #[arg(long, default_value = "86400")]
+    revisit: OrOff<i64>,
     /// Half-life in seconds of an item's fatigue (unclicked shows); `off`: fatigue never
     /// wears off.
-    #[arg(long, default_value = "86400", value_parser = parse_off_f64)]
-    fatigue_half_life: Option<f64>,
+    #[arg(long, default_value = "86400")]
+    fatigue_half_life: OrOff<f64>,
     /// Threads driving the phones.
     #[arg(long, default_value_t = DemoConfig::default().threads)]
     threads: usize,
@@ -420,8 +420,8 @@ impl DemoArgs {
             },
             dynamics: slowfast_trainer::synth::Dynamics {
                 arrivals_per_day: self.item_arrivals,
-                revisit_secs: self.revisit,
-                fatigue_half_life_secs: self.fatigue_half_life,
+                revisit_secs: self.revisit.0,
+                fatigue_half_life_secs: self.fatigue_half_life.0,
             },
             seeds: self.seeds,
             devices: self.devices,
@@ -606,23 +606,23 @@ fn eval_cmd(a: &EvalArgs) -> Result<()> {
 }
 
 /// A number, or `off` for none.
-fn parse_off_i64(s: &str) -> std::result::Result<Option<i64>, String> {
-    if s == "off" {
-        return Ok(None);
-    }
-    s.parse()
-        .map(Some)
-        .map_err(|e| format!("{s:?}: {e} (a number or `off`)"))
-}
+#[derive(Clone, Copy, Debug)]
+struct OrOff<T>(Option<T>);
 
-/// A number, or `off` for none.
-fn parse_off_f64(s: &str) -> std::result::Result<Option<f64>, String> {
-    if s == "off" {
-        return Ok(None);
+impl<T: std::str::FromStr> std::str::FromStr for OrOff<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "off" {
+            return Ok(OrOff(None));
+        }
+        s.parse()
+            .map(|v| OrOff(Some(v)))
+            .map_err(|e| format!("{s:?}: {e} (a number or `off`)"))
     }
-    s.parse()
-        .map(Some)
-        .map_err(|e| format!("{s:?}: {e} (a number or `off`)"))
 }
 
 fn demo_cmd(a: &DemoArgs) -> Result<()> {
