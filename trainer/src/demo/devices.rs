@@ -70,6 +70,8 @@ pub struct Phone {
     rng: ChaCha8Rng,
     /// Items the user clicked and when (seconds; the app's own record).
     clicked: HashMap<u32, i64>,
+    /// The user's clock when the phone opened: simulated day `d` starts `d − 1` days later.
+    opened: i64,
 }
 
 impl Phone {
@@ -93,10 +95,18 @@ impl Phone {
         Ok(Phone {
             engine,
             user,
+            opened: state.clock(),
             state,
             rng,
             clicked,
         })
+    }
+
+    /// The start of simulated day `day` (from 1): the user is away until `day − 1` days after
+    /// the phone opened, unless the day before's visits ran past that.
+    pub fn start_day(&mut self, world: &World, day: usize) {
+        let ts = self.opened + (day as i64 - 1) * crate::synth::DAY_SECS;
+        world.away_until(&mut self.state, self.user, ts, &mut self.rng);
     }
 
     /// One visit: feed → order → show → browse → record → sync on the thresholds. The

@@ -385,7 +385,7 @@ fn run_arm(cfg: &DemoConfig, arm: Arm, inputs: &ArmInputs<'_>) -> Result<ArmResu
         );
         bar.set_message(format!("{} day {day}/{}", arm.name(), cfg.days));
         let catalogue = inputs.world.items_by_day(day - 1);
-        let tallies = simulate_day(cfg, arm, inputs.world, catalogue, &mut phones, &bar)?;
+        let tallies = simulate_day(cfg, arm, inputs.world, (day, catalogue), &mut phones, &bar)?;
         let mut tally = Tally::default();
         for (t, a) in tallies.iter().zip(&mut all) {
             tally.merge(t);
@@ -458,13 +458,14 @@ fn open_phones(
         .collect()
 }
 
-/// Every phone's visits of one day, on `cfg.threads` threads, then the end-of-day upload;
+/// Every phone's visits of simulated day `day` (which starts a day of the user's clock after
+/// the day before, `Phone::start_day`), on `cfg.threads` threads, then the end-of-day upload;
 /// one tally per phone, in phone order. `catalogue`: the items the server can serve.
 fn simulate_day(
     cfg: &DemoConfig,
     arm: Arm,
     world: &World,
-    catalogue: usize,
+    (day, catalogue): (usize, usize),
     phones: &mut [Phone],
     bar: &ProgressBar,
 ) -> Result<Vec<Tally>> {
@@ -476,6 +477,7 @@ fn simulate_day(
                 s.spawn(move || {
                     let mut tallies = Vec::with_capacity(chunk.len());
                     for phone in chunk {
+                        phone.start_day(world, day);
                         let mut tally = Tally::default();
                         for _ in 0..cfg.visits_per_day {
                             let v: Visit = phone.visit(world, arm, cfg.feed_k, catalogue)?;

@@ -1017,3 +1017,18 @@ fn fatigue_recovers_with_its_half_life_and_never_without_it() {
         "{after}"
     );
 }
+
+#[test]
+fn a_user_away_until_later_comes_back_then_with_a_new_session() {
+    let world = live_world(0);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let user = 3;
+    let mut state = world.new_user_state(user, &mut rng);
+    let clock = state.clock();
+    world.away_until(&mut state, user, clock - 10, &mut rng);
+    assert_eq!(state.clock(), clock, "an earlier time changes nothing");
+    let later = clock + DAY_SECS;
+    world.away_until(&mut state, user, later, &mut rng);
+    assert_eq!(state.clock(), later);
+    assert!(state.session_steps_left() >= 1);
+}

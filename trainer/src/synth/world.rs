@@ -551,6 +551,25 @@ impl World {
         }
     }
 
+    /// The user is away until `ts` (seconds): if that is after the state's clock, the clock
+    /// moves to it and the user comes back with a new session (as after a session gap). The
+    /// online simulation calls it at the start of each simulated day, so that a day of visits
+    /// spans a day of the user's clock.
+    pub fn away_until<R: Rng + ?Sized>(
+        &self,
+        state: &mut UserState,
+        user: u32,
+        ts: i64,
+        rng: &mut R,
+    ) {
+        if ts <= state.clock {
+            return;
+        }
+        state.clock = ts;
+        self.update_aversion(state, user, rng);
+        (state.session_topic, state.session_steps_left) = self.draw_session(state, user, rng);
+    }
+
     /// Between sessions: an aversion that has run its clicks ends; without one, a new one starts
     /// with probability `aversion_rate`, on one of the user's top three taste topics that is not
     /// disliked now (drawn by taste), for 15–40 clicks. Draws nothing at rate 0.
