@@ -234,6 +234,11 @@ pub struct ItemTable {
     pub popularity: Vec<u32>,
     /// `e_i` per item, row-major `[ids.len(), dim]`.
     pub embeddings: Vec<f32>,
+    /// How many of the last ids the training round that made the bundle added to the
+    /// vocabulary (new items, appended last; 0 when it added none). A bundle without the field
+    /// added none.
+    #[serde(default)]
+    pub added: usize,
 }
 
 /// Lower-case hex SHA-256.

@@ -17,12 +17,18 @@ use crate::models::ModelConfig;
 pub const FORMAT_VERSION: u32 = 1;
 pub const WEIGHTS: &str = "weights.safetensors";
 pub const CONFIG: &str = "checkpoint.json";
+/// The name of the item embedding table `e_i` among the weights.
+const ITEM_EMB: &str = "item_emb";
 
 /// The item vocabulary: raw ids in index order and their click counts in the training phases.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Vocabulary {
     pub ids: Vec<String>,
     pub popularity: Vec<u32>,
+    /// How many of the last ids the latest [`Checkpoint::extend_items`] added (`items.json`'s
+    /// `added`: the server's fresh share).
+    #[serde(default)]
+    pub added: usize,
 }
 
 impl Vocabulary {
@@ -46,7 +52,11 @@ impl Vocabulary {
                 }
             }
         }
-        Ok(Vocabulary { ids, popularity })
+        Ok(Vocabulary {
+            ids,
+            popularity,
+            added: 0,
+        })
     }
 
     /// Ids `i0, i1, …` with no clicks, for models that were never trained.
@@ -54,8 +64,20 @@ impl Vocabulary {
         Vocabulary {
             ids: (0..items).map(|i| format!("i{i}")).collect(),
             popularity: vec![0; items],
+            added: 0,
         }
     }
+}
+
+/// An item joining a trained model's vocabulary ([`Checkpoint::extend_items`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewItem {
+    /// Its raw id.
+    pub id: String,
+    /// Known items like it, e.g. the items of its category in the catalogue: its first
+    /// embedding `e_i` is the mean of theirs (ids the vocabulary does not know are skipped),
+    /// or the mean of every known item when none is known.
+    pub like: Vec<String>,
 }
 
 /// `checkpoint.json`.
@@ -98,6 +120,61 @@ impl Checkpoint {
             config.seed,
         )?;
         Ok(Checkpoint { model, config })
+    }
+
+    /// Appends `items` to the vocabulary (ids it knows already are skipped): the item
+    /// embedding table `item_emb` grows by one row per new item, initialised as
+    /// [`NewItem::like`] says, with no click counted yet; every other weight is kept. The
+    /// next round of Algorithm 1 then trains the new rows on what the devices upload. Returns
+    /// the number of items added.
+    pub fn extend_items(&mut self, items: &[NewItem]) -> Result<usize> {
+        use candle_core::Tensor;
+        use std::collections::HashMap;
+        let index: HashMap<&str, usize> = (self.config.items.ids.iter())
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<&NewItem> = items
+            .iter()
+            .filter(|n| !index.contains_key(n.id.as_str()) && seen.insert(n.id.as_str()))
+            .collect();
+        self.config.items.added = fresh.len();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let emb = self.model.shared.item_emb.clone();
+        let all = emb.mean_keepdim(0)?;
+        let rows = fresh
+            .iter()
+            .map(|n| {
+                let like: Vec<u32> = (n.like.iter())
+                    .filter_map(|id| index.get(id.as_str()).map(|&i| i as u32))
+                    .collect();
+                if like.is_empty() {
+                    return Ok(all.clone());
+                }
+                let ids = Tensor::from_vec(like.clone(), like.len(), emb.device())?;
+                Ok(emb.index_select(&ids, 0)?.mean_keepdim(0)?)
+            })
+            .collect::<Result<Vec<Tensor>>>()?;
+        let table = Tensor::cat(&[&[emb.clone()], &rows[..]].concat(), 0)?;
+        let mut config = self.config.clone();
+        for n in &fresh {
+            config.items.ids.push(n.id.clone());
+            config.items.popularity.push(0);
+        }
+        let mut grown = Checkpoint::init(config)?;
+        for (name, var) in crate::models::named_vars(&self.model.varmap, &[]) {
+            let value = if name == ITEM_EMB {
+                table.clone()
+            } else {
+                var.as_tensor().clone()
+            };
+            grown.model.varmap.set_one(&name, value)?;
+        }
+        *self = grown;
+        Ok(fresh.len())
     }
 
     /// Writes the weights, then `checkpoint.json` (renamed into place, so a checkpoint whose
@@ -204,4 +281,93 @@ pub fn source_commit() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::features::Windows;
+
+    fn tiny(items: usize) -> Checkpoint {
+        Checkpoint::init(CheckpointConfig {
+            format_version: FORMAT_VERSION,
+            variant: Variant::Mc2sf,
+            model: ModelConfig {
+                dim: 4,
+                hidden: [8, 4],
+                windows: Windows {
+                    slow_history: 3,
+                    clicks: 3,
+                    exposures: 3,
+                },
+            },
+            train: TrainConfig::default(),
+            seed: 5,
+            rounds: 1,
+            round: 1,
+            dataset: "test".into(),
+            commit: "test".into(),
+            items: Vocabulary::synthetic(items),
+            log: TrainLog::default(),
+        })
+        .unwrap()
+    }
+
+    fn rows(ckpt: &Checkpoint) -> Vec<Vec<f32>> {
+        ckpt.model.shared.item_emb.to_vec2().unwrap()
+    }
+
+    #[test]
+    fn new_items_get_rows_from_their_like_items_and_every_other_weight_is_kept() {
+        let mut ckpt = tiny(5);
+        let before = rows(&ckpt);
+        let others: Vec<(String, Vec<f32>)> = crate::models::named_vars(&ckpt.model.varmap, &[])
+            .into_iter()
+            .filter(|(n, _)| n != ITEM_EMB)
+            .map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        let new = |id: &str, like: &[&str]| NewItem {
+            id: id.into(),
+            like: like.iter().map(|s| s.to_string()).collect(),
+        };
+        let added = ckpt
+            .extend_items(&[
+                new("n1", &["i1", "i3", "unknown"]),
+                new("i2", &["i0"]),
+                new("n2", &[]),
+                new("n1", &["i0"]),
+            ])
+            .unwrap();
+        assert_eq!(added, 2, "known ids and repeats are skipped");
+        assert_eq!(ckpt.config.items.ids[5..], ["n1", "n2"]);
+        assert_eq!(ckpt.config.items.popularity, vec![0; 7]);
+        assert_eq!(ckpt.config.items.added, 2);
+        let after = rows(&ckpt);
+        assert_eq!(after.len(), 7);
+        assert_eq!(after[..5], before[..]);
+        for k in 0..4 {
+            let like = (before[1][k] + before[3][k]) / 2.0;
+            assert!((after[5][k] - like).abs() < 1e-6, "mean of its like items");
+            let all = before.iter().map(|r| r[k]).sum::<f32>() / 5.0;
+            assert!((after[6][k] - all).abs() < 1e-6, "mean of every item");
+        }
+        for (name, values) in others {
+            let var = crate::models::named_vars(&ckpt.model.varmap, &[name.as_str()]);
+            let now: Vec<f32> = var[0]
+                .1
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(now, values, "{name}");
+        }
+        // The grown model saves and loads like any checkpoint.
+        let dir = tempfile::tempdir().unwrap();
+        ckpt.save(dir.path()).unwrap();
+        let back = Checkpoint::load(dir.path()).unwrap();
+        assert_eq!(rows(&back), after);
+        assert_eq!(ckpt.extend_items(&[new("n2", &[])]).unwrap(), 0);
+        assert_eq!(ckpt.config.items.added, 0, "nothing new this time");
+    }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use slowfast_trainer::baselines::{self, ZooConfig};
 use slowfast_trainer::bench;
 use slowfast_trainer::data::{self, Dataset, Format, ReadOptions};
-use slowfast_trainer::demo::{self, DemoConfig};
+use slowfast_trainer::demo::{self, arms::Arm, DemoConfig};
 use slowfast_trainer::eval::resume::SeedStore;
 use slowfast_trainer::eval::sampler::NegativePool;
 use slowfast_trainer::eval::{chart, curves, rerank, runner};
@@ -425,12 +425,36 @@ struct DemoArgs {
     /// Adam's learning rate of each nightly next round.
     #[arg(long, default_value_t = slowfast_trainer::demo::RETRAIN_LR)]
     retrain_lr: f64,
-    /// Seed of the weights, the training and the users' random streams.
+    /// The first seed: the `k`-th seed (from 0) `seed + k` trains from `seed + k` and draws the
+    /// world, its log and the users' random streams from the synthetic seed `42 + k`.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seeds run (`seed`, `seed + 1`, …); the report gives mean ± sd over them and the lift
+    /// intervals pool their users.
+    #[arg(long, default_value_t = DemoConfig::default().seeds)]
+    seeds: usize,
+    /// Items arriving in the world per simulated day (servable after the next nightly round).
+    #[arg(long, default_value_t = DemoConfig::default().dynamics.arrivals_per_day)]
+    item_arrivals: usize,
+    /// Seconds (of a user's clock) after a click before the user may click the item again and
+    /// the app shows it again; `off`: never.
+    #[arg(long, default_value = "86400")]
+    revisit: OrOff<i64>,
+    /// Half-life in seconds of an item's fatigue (unclicked shows); `off`: fatigue never
+    /// wears off.
+    #[arg(long, default_value = "86400")]
+    fatigue_half_life: OrOff<f64>,
     /// Threads driving the phones.
     #[arg(long, default_value_t = DemoConfig::default().threads)]
     threads: usize,
+    /// The arms to run, comma-separated (the lifts need `slow`, the control).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "slow,fast,vanilla,mc2sf"
+    )]
+    arms: Vec<Arm>,
     /// Impression negatives per click for the device model's fits, initial and nightly: the
     /// items shown with the clicked one and not clicked.
     #[arg(long, default_value_t = DemoConfig::default().train.impressions)]
@@ -449,6 +473,12 @@ impl DemoArgs {
                 context_slots: self.context_slots,
                 ..d.synth
             },
+            dynamics: slowfast_trainer::synth::Dynamics {
+                arrivals_per_day: self.item_arrivals,
+                revisit_secs: self.revisit.0,
+                fatigue_half_life_secs: self.fatigue_half_life.0,
+            },
+            seeds: self.seeds,
             devices: self.devices,
             days: self.days,
             visits_per_day: self.visits,
@@ -466,6 +496,7 @@ impl DemoArgs {
                 ..d.retrain
             },
             threads: self.threads,
+            arms: self.arms.clone(),
             ..d
         }
     }
@@ -669,6 +700,26 @@ fn rerank_cmd(a: &EvalArgs, data: &Dataset) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// A number, or `off` for none.
+#[derive(Clone, Copy, Debug)]
+struct OrOff<T>(Option<T>);
+
+impl<T: std::str::FromStr> std::str::FromStr for OrOff<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "off" {
+            return Ok(OrOff(None));
+        }
+        s.parse()
+            .map(|v| OrOff(Some(v)))
+            .map_err(|e| format!("{s:?}: {e} (a number or `off`)"))
+    }
 }
 
 fn demo_cmd(a: &DemoArgs) -> Result<()> {

@@ -115,7 +115,8 @@ pub struct NextRound {
 
 /// Trains `ckpt` for `next.rounds` more rounds of Algorithm 1 on `uploads`, saving to `out`
 /// after each; the vocabulary's click counts become those of the uploads (retrieval's
-/// popularity). `source` names the data in the checkpoint (e.g. the database URL).
+/// popularity). Items that joined the vocabulary before it ([`Checkpoint::extend_items`], e.g.
+/// the day's new items of the catalogue) train here on what the uploads say about them. `source` names the data in the checkpoint (e.g. the database URL).
 pub fn next_round(
     ckpt: &mut Checkpoint,
     uploads: &Uploads,
@@ -128,7 +129,10 @@ pub fn next_round(
             "the next round needs at least one round and one epoch".into(),
         ));
     }
-    let items = Vocabulary::from_split(&uploads.log, &uploads.split)?;
+    let items = Vocabulary {
+        added: ckpt.config.items.added,
+        ..Vocabulary::from_split(&uploads.log, &uploads.split)?
+    };
     if items.ids != ckpt.config.items.ids {
         return Err(TrainerError::Data(
             "the uploads' vocabulary is not the checkpoint's".into(),
@@ -182,6 +186,7 @@ mod tests {
         Vocabulary {
             ids: ids.iter().map(|s| s.to_string()).collect(),
             popularity: vec![0; ids.len()],
+            added: 0,
         }
     }
 

@@ -18,12 +18,16 @@ use slowfast_core::Scored;
 
 use crate::error::Result;
 
-/// One arm of the online comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// One arm of the online comparison; on the command line by its [`Arm::slug`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 pub enum Arm {
+    #[value(name = "slow")]
     SlowOnly,
+    #[value(name = "fast")]
     FastOnly,
+    #[value(name = "vanilla")]
     Vanilla,
+    #[value(name = "mc2sf")]
     Mc2sf,
 }
 
@@ -163,6 +167,15 @@ mod tests {
             assert!(a.r_t.iter().chain(&a.r_n).all(|&x| x == 0.0));
             assert_eq!(a.r_t.len(), b.r_t.len());
         }
+    }
+
+    #[test]
+    fn the_command_line_names_an_arm_by_its_slug() {
+        use clap::ValueEnum;
+        for arm in Arm::ALL {
+            assert_eq!(Arm::from_str(arm.slug(), false), Ok(arm));
+        }
+        assert!(Arm::from_str("slow only", false).is_err());
     }
 
     #[test]

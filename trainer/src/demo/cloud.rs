@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use slowfast_core::wire::{UploadRequest, WireEvent};
 
-use crate::checkpoint::{model_version, Checkpoint};
+use crate::checkpoint::{model_version, Checkpoint, NewItem};
 use crate::data::{EventKind, EventLog};
 use crate::error::{Result, TrainerError};
 use crate::retrain::{export_verified, next_round, NextRound, Uploads};
@@ -94,12 +94,21 @@ impl Cloud {
         Ok(stored)
     }
 
-    /// The next round: the store's uploads → `next` more rounds of Algorithm 1 from the current
-    /// checkpoint → a verified bundle in `dir/day{day}/bundle` → swapped into the server.
-    /// Returns the new model version.
-    pub fn retrain(&mut self, day: usize, next: NextRound, seed: u64) -> Result<String> {
+    /// The next round: the day's new items (`arrivals`, from the catalogue) join the
+    /// vocabulary (`Checkpoint::extend_items`) → the store's uploads → `next` more rounds of
+    /// Algorithm 1 from the current checkpoint → a verified bundle in `dir/day{day}/bundle` →
+    /// swapped into the server, which serves the new items from then on. Returns the new model
+    /// version.
+    pub fn retrain(
+        &mut self,
+        day: usize,
+        next: NextRound,
+        seed: u64,
+        arrivals: &[NewItem],
+    ) -> Result<String> {
         let mut ckpt = Checkpoint::load(&self.checkpoint)?;
         let version = model_version(&ckpt.model)?;
+        ckpt.extend_items(arrivals)?;
         let store = &self.server.state.store;
         let uploads = self
             .server

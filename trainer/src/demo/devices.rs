@@ -2,12 +2,13 @@
 //! own store, syncing with the arm's server over loopback HTTP like an app would.
 //!
 //! A visit: fetch a feed (`GET /v1/feed`), order it as the arm says, show the top
-//! [`SHOWN`](super::metrics::SHOWN) items the user has not clicked yet (the app never shows a
-//! clicked item again, as the logging policy), let the planted user browse them
+//! [`SHOWN`](super::metrics::SHOWN) items the user has not clicked yet (the app shows a clicked
+//! item again only after the world's revisit delay, `Dynamics::revisit_secs`, and never
+//! without one, as the logging policy), let the planted user browse them
 //! (`World::browse`), record the exposures and clicks on the device (durable, `r̂2` advanced by
 //! GRU_n, eq. 5) and sync when the engine's thresholds say so.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 
 use rand::SeedableRng;
@@ -38,6 +39,10 @@ pub struct Visit {
     pub clicks: usize,
     /// NDCG@10 of the shown order against the planted preferences.
     pub ndcg10: f64,
+    /// Items that arrived after the initial training (`World::arrival_day` ≥ 1): in the feed,
+    /// and shown.
+    pub new_in_feed: usize,
+    pub new_shown: usize,
 }
 
 impl Visit {
@@ -63,8 +68,10 @@ pub struct Phone {
     pub user: u32,
     state: UserState,
     rng: ChaCha8Rng,
-    /// Items the user clicked (the app's own record; never shown again).
-    clicked: HashSet<u32>,
+    /// Items the user clicked and when (seconds; the app's own record).
+    clicked: HashMap<u32, i64>,
+    /// The user's clock when the phone opened: simulated day `d` starts `d − 1` days later.
+    opened: i64,
 }
 
 impl Phone {
@@ -76,7 +83,7 @@ impl Phone {
         link: &Link<'_>,
         user: u32,
         state: UserState,
-        clicked: HashSet<u32>,
+        clicked: HashMap<u32, i64>,
         seed: u64,
     ) -> Result<Phone> {
         let mut config = Config::new(dir, link.server_url, &link.token, format!("u{user}"));
@@ -88,27 +95,53 @@ impl Phone {
         Ok(Phone {
             engine,
             user,
+            opened: state.clock(),
             state,
             rng,
             clicked,
         })
     }
 
-    /// One visit: feed → order → show → browse → record → sync on the thresholds.
-    pub fn visit(&mut self, world: &World, arm: Arm, feed_k: usize) -> Result<Visit> {
+    /// The start of simulated day `day` (from 1): the user is away until `day − 1` days after
+    /// the phone opened, unless the day before's visits ran past that.
+    pub fn start_day(&mut self, world: &World, day: usize) {
+        let ts = self.opened + (day as i64 - 1) * crate::synth::DAY_SECS;
+        world.away_until(&mut self.state, self.user, ts, &mut self.rng);
+    }
+
+    /// One visit: feed → order → show → browse → record → sync on the thresholds. The
+    /// NDCG@10 ideal is drawn from items `0..catalogue`, what the server could serve.
+    pub fn visit(
+        &mut self,
+        world: &World,
+        arm: Arm,
+        feed_k: usize,
+        catalogue: usize,
+    ) -> Result<Visit> {
         let feed = self.engine.fetch_feed(feed_k)?;
         let order = arm.order(&feed, |f| Ok(self.engine.rerank(f)?))?;
+        let is_new = |id: &String| world_item(id).map(|i| world.arrival_day(i) > 0);
+        let mut new_in_feed = 0;
+        for id in &order {
+            new_in_feed += usize::from(is_new(id)?);
+        }
         let mut shown = Vec::with_capacity(SHOWN);
+        let now = self.state.clock();
+        let reshow = world.dynamics().revisit_secs;
         for id in &order {
             let item = world_item(id)?;
-            if !self.clicked.contains(&item) {
+            let hidden = self
+                .clicked
+                .get(&item)
+                .is_some_and(|&at| reshow.is_none_or(|d| now - at < d));
+            if !hidden {
                 shown.push(item);
                 if shown.len() == SHOWN {
                     break;
                 }
             }
         }
-        let ndcg10 = planted_ndcg10(world, &self.state, self.user, &shown);
+        let ndcg10 = planted_ndcg10(world, &self.state, self.user, &shown, catalogue);
         let b = world.browse(&mut self.state, self.user, &shown, &mut self.rng);
         for (j, &item) in shown.iter().enumerate() {
             if !b.clicked.contains(&j) {
@@ -117,7 +150,7 @@ impl Phone {
             }
         }
         for (&j, &ts) in b.clicked.iter().zip(&b.clicked_at) {
-            self.clicked.insert(shown[j]);
+            self.clicked.insert(shown[j], b.shown_at);
             self.engine.record_click(&item_id(shown[j]), ts * 1000)?;
         }
         self.engine.sync_now()?;
@@ -125,6 +158,8 @@ impl Phone {
             shown: shown.len(),
             clicks: b.clicked.len(),
             ndcg10,
+            new_in_feed,
+            new_shown: shown.iter().filter(|&&i| world.arrival_day(i) > 0).count(),
         })
     }
 }

@@ -41,11 +41,18 @@ pub fn gain(world: &World, user: u32, item: u32) -> f64 {
 }
 
 /// NDCG@10 of the shown items against the planted preferences, the ideal being the best ten
-/// items of the catalogue the user has not clicked yet (what any arm could have shown).
-pub fn planted_ndcg10(world: &World, state: &UserState, user: u32, shown: &[u32]) -> f64 {
+/// items of the servable catalogue (items `0..catalogue`) the user can click now
+/// (`World::can_click`): what any arm could have shown.
+pub fn planted_ndcg10(
+    world: &World,
+    state: &UserState,
+    user: u32,
+    shown: &[u32],
+    catalogue: usize,
+) -> f64 {
     let shown: Vec<f64> = shown.iter().map(|&i| gain(world, user, i)).collect();
-    let pool: Vec<f64> = (0..world.num_items() as u32)
-        .filter(|&i| !state.has_clicked(i))
+    let pool: Vec<f64> = (0..catalogue as u32)
+        .filter(|&i| world.can_click(state, i))
         .map(|i| gain(world, user, i))
         .collect();
     ndcg_at(SHOWN, &shown, &pool)
@@ -90,13 +97,13 @@ mod tests {
                 .preference(user, b)
                 .total_cmp(&world.preference(user, a))
         });
-        let best = planted_ndcg10(&world, &state, user, &by_pref[..SHOWN]);
+        let best = planted_ndcg10(&world, &state, user, &by_pref[..SHOWN], 200);
         assert!((best - 1.0).abs() < 1e-12, "{best}");
         let bad = world.disliked_topics(user)[0];
         let disliked = &world.topic_items(bad)[..SHOWN];
-        assert_eq!(planted_ndcg10(&world, &state, user, disliked), 0.0);
+        assert_eq!(planted_ndcg10(&world, &state, user, disliked, 200), 0.0);
         let reversed: Vec<u32> = by_pref[..SHOWN].iter().rev().copied().collect();
-        let r = planted_ndcg10(&world, &state, user, &reversed);
+        let r = planted_ndcg10(&world, &state, user, &reversed, 200);
         assert!(r < 1.0 && r > 0.5, "{r}");
     }
 }

@@ -88,6 +88,9 @@ pub struct LinePanel {
     pub title: String,
     pub x_desc: String,
     pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// Per series, per point, the half-height of an error bar (`y ± e`) drawn at the point;
+    /// empty (or shorter than the series) for no bars.
+    pub error: Vec<Vec<f64>>,
 }
 
 /// Draws `panels` side by side into an SVG of `size` pixels, one line per series (series `k`
@@ -112,8 +115,18 @@ fn draw_lines(
         let x_min = points().map(|p| p.0).fold(f64::INFINITY, f64::min);
         let x_min = if x_min.is_finite() { x_min } else { 0.0 };
         let x_max = points().map(|p| p.0).fold(x_min + 1.0, f64::max);
+        let bars = |k: usize| -> Vec<(f64, f64, f64)> {
+            let (Some((_, points)), Some(err)) = (panel.series.get(k), panel.error.get(k)) else {
+                return Vec::new();
+            };
+            (points.iter().zip(err))
+                .filter(|(p, e)| p.1.is_finite() && e.is_finite())
+                .map(|(p, e)| (p.0, p.1 - e, p.1 + e))
+                .collect()
+        };
         let top = points()
             .map(|p| p.1)
+            .chain((0..panel.series.len()).flat_map(|k| bars(k).into_iter().map(|b| b.2)))
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max)
             .max(1e-3)
@@ -131,6 +144,9 @@ fn draw_lines(
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
                 .label(label.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color));
+            chart.draw_series(bars(k).into_iter().map(|(x, lo, hi)| {
+                ErrorBar::new_vertical(x, lo.max(0.0), (lo + hi) / 2.0, hi, color.filled(), 8)
+            }))?;
         }
         chart
             .configure_series_labels()

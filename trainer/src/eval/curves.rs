@@ -77,6 +77,7 @@ fn draw(curves: &[Curve], path: &Path) -> Result<()> {
                     (c.label.clone(), points)
                 })
                 .collect(),
+            error: Vec::new(),
         })
         .collect();
     write_lines(&panels, (1400, 420 + 16 * curves.len() as u32), path)

@@ -130,7 +130,7 @@ pub fn feeds(
         .zip(logits)
         .map(|(case, logits)| Feed {
             timeline: case.timeline,
-            items: (retrieval::feed_order(&logits, feed.k).into_iter())
+            items: (retrieval::feed_order(&logits, &vec![false; logits.len()], feed.k).into_iter())
                 .map(|j| case.candidates[j])
                 .collect(),
             pool: case.candidates,
@@ -655,6 +655,7 @@ mod tests {
             ids: (0..split.num_items).map(|i| format!("{i}")).collect(),
             popularity: vec![1; split.num_items],
             embeddings: vec![1.0; split.num_items * 2],
+            added: 0,
         };
         let items = Items::new(table, 2).unwrap();
         let feeds = feeds(
@@ -768,9 +769,10 @@ mod tests {
                 candidates: &pool,
             };
             let logits = slow(&model).score(&[q]).unwrap();
-            let sent: Vec<u32> = (retrieval::feed_order(&logits, FEED.k).into_iter())
-                .map(|j| pool[j])
-                .collect();
+            let sent: Vec<u32> =
+                (retrieval::feed_order(&logits, &vec![false; logits.len()], FEED.k).into_iter())
+                    .map(|j| pool[j])
+                    .collect();
             assert_eq!(feed.items, sent);
             assert_eq!(sent.len(), FEED.k);
         }

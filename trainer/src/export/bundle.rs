@@ -30,6 +30,7 @@ pub fn item_table(model: &SlowFast, items: &Vocabulary) -> Result<ItemTable> {
         ids: items.ids.clone(),
         popularity: items.popularity.clone(),
         embeddings: values(&model.shared.item_emb)?,
+        added: items.added,
     })
 }
 

@@ -296,7 +296,8 @@ pub async fn feed(
             e_i: &gather(&pool),
         })
         .await?;
-    let order = retrieval::feed_order(&out.logit, k);
+    let fresh: Vec<bool> = pool.iter().map(|&i| items.is_fresh(i)).collect();
+    let order = retrieval::feed_order(&out.logit, &fresh, k);
     let row = |v: &[f32], j: usize| v[j * d..(j + 1) * d].to_vec();
     let items = order
         .into_iter()

@@ -36,6 +36,8 @@ pub struct Items {
     pub popularity: Vec<u32>,
     pub embeddings: Vec<f32>,
     pub dim: usize,
+    /// The last `added` items are new in this bundle ([`ItemTable::added`]).
+    pub added: usize,
     index: HashMap<String, u32>,
 }
 
@@ -49,11 +51,17 @@ impl Items {
             })
         };
         let n = table.ids.len();
-        if n == 0 || table.popularity.len() != n || table.embeddings.len() != n * dim {
+        if n == 0
+            || table.popularity.len() != n
+            || table.embeddings.len() != n * dim
+            || table.added > n
+        {
             return Err(bad(format!(
-                "{n} ids, {} popularity counts and {} embedding floats do not fit dim {dim}",
+                "{n} ids, {} popularity counts, {} embedding floats and {} added items do not \
+                 fit dim {dim}",
                 table.popularity.len(),
-                table.embeddings.len()
+                table.embeddings.len(),
+                table.added
             )));
         }
         if let Some(i) = table.embeddings.iter().position(|x| !x.is_finite()) {
@@ -73,6 +81,7 @@ impl Items {
             popularity: table.popularity,
             embeddings: table.embeddings,
             dim,
+            added: table.added,
             index,
         })
     }
@@ -80,6 +89,12 @@ impl Items {
     /// The dense index of a raw item id.
     pub fn index(&self, id: &str) -> Option<u32> {
         self.index.get(id).copied()
+    }
+
+    /// Whether the item at a dense index is new and unproven: added by the bundle's round and
+    /// not clicked in its training data yet (retrieval's fresh share).
+    pub fn is_fresh(&self, i: u32) -> bool {
+        i as usize >= self.len() - self.added && self.popularity[i as usize] == 0
     }
 
     /// `e_i` of the item at a dense index.
@@ -162,6 +177,7 @@ mod tests {
             ids: vec!["a".into(), "a".into()],
             popularity: vec![1, 2],
             embeddings: vec![0.0; 4],
+            added: 0,
         };
         assert!(Items::new(t.clone(), 3).is_err());
         assert!(Items::new(t, 2).unwrap_err().to_string().contains("twice"));

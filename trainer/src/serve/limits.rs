@@ -114,6 +114,7 @@ mod tests {
                 ids: vec!["a".into(), "b".into()],
                 popularity: vec![1, 1],
                 embeddings: vec![0.0; 4],
+                added: 0,
             },
             2,
         )

@@ -120,7 +120,7 @@ use crate::data::{Event, EventKind, EventLog};
 use crate::error::{Result, TrainerError};
 
 pub use policy::LoggingPolicy;
-pub use world::{Browse, Response, UserState, World};
+pub use world::{Browse, Dynamics, Response, UserState, World, DAY_SECS};
 
 /// A user is simulated for at most this many steps per target click (a guard, never reached
 /// with sane click-model weights).

@@ -462,7 +462,7 @@ fn respond_never_reclicks_and_counts_fatigue() {
     let mut clicked = Vec::new();
     let mut clock = state.clock();
     for _ in 0..50 {
-        let before: Vec<u32> = slate.iter().map(|&i| state.fatigue(i)).collect();
+        let before: Vec<f64> = slate.iter().map(|&i| state.fatigue(i)).collect();
         let response = world.step(&mut state, user, &slate, &mut rng);
         assert_eq!(response.shown_at, clock);
         assert!(state.clock() > clock, "the clock moves on");
@@ -482,7 +482,7 @@ fn respond_never_reclicks_and_counts_fatigue() {
             assert_eq!(response.clicked_at, None);
         }
         for (j, &item) in slate.iter().enumerate() {
-            let expected = before[j] + u32::from(response.clicked != Some(j));
+            let expected = before[j] + f64::from(u8::from(response.clicked != Some(j)));
             assert_eq!(state.fatigue(item), expected);
         }
         assert!(state.session_steps_left() >= 1);
@@ -504,7 +504,7 @@ fn browse_clicks_each_item_on_its_own_and_tires_the_rest() {
     let feed: Vec<u32> = (0..10).collect();
     let mut clicks_per_feed = Vec::new();
     for _ in 0..30 {
-        let before: Vec<u32> = feed.iter().map(|&i| state.fatigue(i)).collect();
+        let before: Vec<f64> = feed.iter().map(|&i| state.fatigue(i)).collect();
         let was_clicked: Vec<bool> = feed.iter().map(|&i| state.has_clicked(i)).collect();
         let clock = state.clock();
         let b = world.browse(&mut state, user, &feed, &mut rng);
@@ -517,7 +517,7 @@ fn browse_clicks_each_item_on_its_own_and_tires_the_rest() {
                 assert!(!was_clicked[j], "item {item} clicked twice");
                 assert!(state.has_clicked(item));
             } else {
-                assert_eq!(state.fatigue(item), before[j] + 1);
+                assert_eq!(state.fatigue(item), before[j] + 1.0);
             }
         }
         clicks_per_feed.push(b.clicked.len());
@@ -884,4 +884,152 @@ fn context_slots_show_the_session_topic_in_the_exposures() {
          {unclicked_2:.3} with two"
     );
     assert!(unclicked_2 > 0.3, "{unclicked_2:.3}");
+}
+
+/// A world of `small(3)` with the live feed's dynamics.
+fn live_world(arrivals_per_day: usize) -> World {
+    World::new(&small(3))
+        .unwrap()
+        .with_dynamics(Dynamics {
+            arrivals_per_day,
+            ..Dynamics::live_feed(100)
+        })
+        .unwrap()
+}
+
+#[test]
+fn items_arrive_each_day_with_topics_and_popularity_like_the_catalogue() {
+    let base = World::new(&small(3)).unwrap();
+    let n = base.num_items();
+    let world = live_world(40).with_arrivals(3, 7);
+    assert_eq!(world.num_items(), n + 120);
+    assert_eq!(
+        (
+            world.items_by_day(0),
+            world.items_by_day(1),
+            world.items_by_day(3)
+        ),
+        (n, n + 40, n + 120)
+    );
+    assert_eq!(world.arrival_day(n as u32 + 40), 2);
+    // The initial catalogue is untouched; the arrivals are the same from the same seed.
+    for i in 0..n as u32 {
+        assert_eq!(world.item_topic(i), base.item_topic(i));
+        assert_eq!(world.popularity(i), base.popularity(i));
+    }
+    let again = live_world(40).with_arrivals(3, 7);
+    let topics: Vec<u32> = (n as u32..world.num_items() as u32)
+        .map(|i| world.item_topic(i))
+        .collect();
+    assert_eq!(
+        topics,
+        (n as u32..again.num_items() as u32)
+            .map(|i| again.item_topic(i))
+            .collect::<Vec<_>>()
+    );
+    let distinct: std::collections::HashSet<u32> = topics.iter().copied().collect();
+    assert!(distinct.len() > world.num_topics() / 2, "{distinct:?}");
+    for i in n as u32..world.num_items() as u32 {
+        assert!(world.topic_items(world.item_topic(i)).contains(&i));
+        assert!((0.0..=1.0).contains(&world.popularity(i)));
+    }
+    // Popularity ranks drawn from the catalogue's: the mean log-popularity is the catalogue's
+    // give or take sampling noise.
+    let mean = |r: std::ops::Range<usize>| {
+        let len = r.len() as f32;
+        r.map(|i| world.popularity(i as u32)).sum::<f32>() / len
+    };
+    let (old, new) = (mean(0..n), mean(n..world.num_items()));
+    assert!((old - new).abs() < 0.1, "{old} vs {new}");
+}
+
+#[test]
+fn a_clicked_item_is_clickable_again_after_the_revisit_delay() {
+    let world = live_world(0);
+    let delay = world.dynamics().revisit_secs.unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let user = 1;
+    let mut state = world.new_user_state(user, &mut rng);
+    let feed: Vec<u32> = (0..10).collect();
+    let (item, at) = loop {
+        let b = world.browse(&mut state, user, &feed, &mut rng);
+        if let Some(&j) = b.clicked.first() {
+            break (feed[j], b.shown_at);
+        }
+    };
+    assert!(
+        world.utility(&state, user, item).is_none(),
+        "not right away"
+    );
+    // Browse other items until the delay has passed: the item is clickable then.
+    let others: Vec<u32> = (50..60).collect();
+    while state.clock() - at < delay {
+        assert!(!world.can_click(&state, item));
+        world.browse(&mut state, user, &others, &mut rng);
+    }
+    assert!(world.can_click(&state, item));
+    assert!(world.utility(&state, user, item).is_some());
+    // Without the dynamics the same state never clicks it again.
+    let frozen = World::new(&small(3)).unwrap();
+    assert!(!frozen.can_click(&state, item));
+}
+
+#[test]
+fn fatigue_recovers_with_its_half_life_and_never_without_it() {
+    let world = live_world(0);
+    let half = world.dynamics().fatigue_half_life_secs.unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let user = 2;
+    let mut state = world.new_user_state(user, &mut rng);
+    // A disliked item is (almost) never clicked: show it until it has four unclicked shows.
+    let bad = world.disliked_topics(user)[0];
+    let item = world.topic_items(bad)[0];
+    let mut last_show = state.clock();
+    while state.fatigue(item) < 4.0 {
+        last_show = world.browse(&mut state, user, &[item], &mut rng).shown_at;
+    }
+    let shown = state.fatigue(item);
+    let start = last_show;
+    let before = world.utility(&state, user, item).unwrap();
+    let others: Vec<u32> = world
+        .topic_items(bad)
+        .iter()
+        .copied()
+        .filter(|&i| i != item)
+        .take(5)
+        .collect();
+    while state.clock() - start < 2 * half as i64 {
+        world.browse(&mut state, user, &others, &mut rng);
+    }
+    let elapsed = (state.clock() - start) as f64;
+    let now = world.fatigue_now(&state, item);
+    let expected = shown * 0.5f64.powf(elapsed / half);
+    assert!((now - expected).abs() < 1e-9, "{now} vs {expected}");
+    assert!(now < shown / 4.0 + 1e-9, "two half-lives: {now} of {shown}");
+    assert!(world.utility(&state, user, item).unwrap() > before);
+    // Without the dynamics the count stays.
+    let frozen = World::new(&small(3)).unwrap();
+    assert_eq!(frozen.fatigue_now(&state, item), shown);
+    // A new show adds one to what is left.
+    world.browse(&mut state, user, &[item], &mut rng);
+    let after = state.fatigue(item);
+    assert!(
+        (after - (now + 1.0)).abs() < 1e-9 || state.has_clicked(item),
+        "{after}"
+    );
+}
+
+#[test]
+fn a_user_away_until_later_comes_back_then_with_a_new_session() {
+    let world = live_world(0);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let user = 3;
+    let mut state = world.new_user_state(user, &mut rng);
+    let clock = state.clock();
+    world.away_until(&mut state, user, clock - 10, &mut rng);
+    assert_eq!(state.clock(), clock, "an earlier time changes nothing");
+    let later = clock + DAY_SECS;
+    world.away_until(&mut state, user, later, &mut rng);
+    assert_eq!(state.clock(), later);
+    assert!(state.session_steps_left() >= 1);
 }

@@ -1,11 +1,12 @@
 //! The planted world (items, users, tastes, dislikes) and the user's click model.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Gamma};
+use serde::{Deserialize, Serialize};
 
 use super::SynthConfig;
 use crate::error::{Result, TrainerError};
@@ -28,6 +29,72 @@ const AVERSION_CLICKS: std::ops::RangeInclusive<usize> = 15..=40;
 /// Users start within this many seconds after `start_ts`.
 const START_SPREAD_SECS: i64 = 14 * 86_400;
 
+/// The dynamics of a live feed that the logged history leaves out ([`World::with_dynamics`]):
+/// without them a simulated user who keeps visiting runs out of items, because the catalogue
+/// is fixed, a clicked item is never clicked again and fatigue never wears off. All off by
+/// default (`Dynamics::default()`), which keeps `slowfast synth` and every logged history
+/// unchanged; `slowfast demo` turns them on ([`Dynamics::live_feed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dynamics {
+    /// New items per simulated day ([`World::with_arrivals`]): a topic drawn uniformly (the
+    /// catalogue's topics are balanced) and a popularity rank drawn uniformly among the
+    /// catalogue's ranks, so new items are as popular as the catalogue's items on average.
+    pub arrivals_per_day: usize,
+    /// A clicked item becomes clickable again this many seconds (of the user's clock) after
+    /// its last click, with its ordinary utility: people replay a song or reread a favourite.
+    /// `None`: never clicked twice (the logged history).
+    pub revisit_secs: Option<i64>,
+    /// An item's unclicked-show count (the fatigue term of the click model) halves every this
+    /// many seconds without a show: fatigue wears off. `None`: it never does (the logged
+    /// history).
+    pub fatigue_half_life_secs: Option<f64>,
+}
+
+impl Default for Dynamics {
+    fn default() -> Self {
+        Dynamics {
+            arrivals_per_day: 0,
+            revisit_secs: None,
+            fatigue_half_life_secs: None,
+        }
+    }
+}
+
+impl Dynamics {
+    /// A live feed's dynamics, chosen from what a production feed has (not fitted to any
+    /// outcome): a twentieth of the catalogue arrives per day (50 items on the default 1,000),
+    /// a liked item may be clicked again a day after its last click, and fatigue halves per
+    /// day without a show.
+    pub fn live_feed(catalogue: usize) -> Dynamics {
+        Dynamics {
+            arrivals_per_day: catalogue.div_ceil(20),
+            revisit_secs: Some(DAY_SECS),
+            fatigue_half_life_secs: Some(DAY_SECS as f64),
+        }
+    }
+
+    /// Checks the fields; the error names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.revisit_secs.is_some_and(|s| s < 0) {
+            return Err(TrainerError::InvalidArgument(
+                "world dynamics: the revisit delay must not be negative".into(),
+            ));
+        }
+        if self
+            .fatigue_half_life_secs
+            .is_some_and(|h| !(h.is_finite() && h > 0.0))
+        {
+            return Err(TrainerError::InvalidArgument(
+                "world dynamics: the fatigue half-life must be positive and finite".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Seconds per day.
+pub const DAY_SECS: i64 = 86_400;
+
 /// Items' topics and popularity, users' long-term tastes and hidden dislikes, and the click
 /// model over them (see the module documentation).
 #[derive(Clone, Debug)]
@@ -49,6 +116,10 @@ pub struct World {
     /// Per user, in clicks (see [`FADE_LEAD_CLICKS`]).
     fade_lead: Vec<usize>,
     session_gap: Exp<f64>,
+    /// The simulated day each item arrived on: 0 for the initial catalogue, `d ≥ 1` for the
+    /// arrivals of day `d` ([`World::with_arrivals`]); ascending, since arrivals are appended.
+    item_arrival: Vec<u32>,
+    dynamics: Dynamics,
 }
 
 impl World {
@@ -124,7 +195,61 @@ impl World {
             fading,
             fade_lead,
             session_gap,
+            item_arrival: vec![0; n_items],
+            dynamics: Dynamics::default(),
         })
+    }
+
+    /// The world with `dynamics` on (revisits and fatigue recovery; see
+    /// [`World::with_arrivals`] for the arrivals).
+    pub fn with_dynamics(mut self, dynamics: Dynamics) -> Result<World> {
+        dynamics.validate()?;
+        self.dynamics = dynamics;
+        Ok(self)
+    }
+
+    /// The dynamics the world runs with.
+    pub fn dynamics(&self) -> &Dynamics {
+        &self.dynamics
+    }
+
+    /// Appends the arrivals of days `1..=days` ([`Dynamics::arrivals_per_day`] each), drawn
+    /// from `seed`: each new item gets a uniform topic and a popularity rank drawn uniformly
+    /// among the initial catalogue's ranks (Zipf weight and log-popularity as for the rank).
+    /// The ids continue the catalogue's (`i1000, i1001, …` on the default), in arrival order.
+    pub fn with_arrivals(mut self, days: usize, seed: u64) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(u64::MAX);
+        let initial = self.config.items;
+        let log_n = (initial as f64).ln();
+        for day in 1..=days as u32 {
+            for _ in 0..self.dynamics.arrivals_per_day {
+                let item = self.item_topic.len() as u32;
+                let topic = rng.random_range(0..self.config.topics as u32);
+                let r = rng.random_range(1..=initial) as f64;
+                self.item_topic.push(topic);
+                self.topic_items[topic as usize].push(item);
+                self.item_weight.push(r.powf(-self.config.zipf_exponent));
+                self.item_popularity.push(if initial > 1 {
+                    (1.0 - r.ln() / log_n) as f32
+                } else {
+                    1.0
+                });
+                self.item_arrival.push(day);
+            }
+        }
+        self
+    }
+
+    /// The items arrived by the end of day `day` (day 0: the initial catalogue) are
+    /// `0..items_by_day(day)`.
+    pub fn items_by_day(&self, day: usize) -> usize {
+        self.item_arrival.partition_point(|&d| d as usize <= day)
+    }
+
+    /// The day `item` arrived on (0: the initial catalogue).
+    pub fn arrival_day(&self, item: u32) -> u32 {
+        self.item_arrival[item as usize]
     }
 
     /// The configuration the world was drawn from.
@@ -137,9 +262,9 @@ impl World {
         self.config.users
     }
 
-    /// Number of items.
+    /// Number of items, arrivals included.
     pub fn num_items(&self) -> usize {
-        self.config.items
+        self.item_topic.len()
     }
 
     /// Number of topics.
@@ -225,10 +350,11 @@ impl World {
     }
 
     /// The utility of `item` to `user` now: taste, popularity and the dislikes of now
-    /// ([`World::dislikes_now`]), plus the session bonus, minus fatigue; `None` for an item the
-    /// user already clicked (never clicked again).
+    /// ([`World::dislikes_now`]), plus the session bonus, minus fatigue (the unclicked-show
+    /// count, recovered as [`Dynamics::fatigue_half_life_secs`] says, capped); `None` for an
+    /// item the user cannot click now ([`World::can_click`]).
     pub fn utility(&self, state: &UserState, user: u32, item: u32) -> Option<f32> {
-        if state.has_clicked(item) {
+        if !self.can_click(state, item) {
             return None;
         }
         let c = &self.config.click;
@@ -237,9 +363,32 @@ impl World {
         } else {
             0.0
         };
-        let fatigue = c.fatigue * state.fatigue(item).min(c.fatigue_cap) as f32;
+        let shows = self.fatigue_now(state, item).min(f64::from(c.fatigue_cap));
+        let fatigue = c.fatigue * shows as f32;
         let disliked = self.dislikes_now(state, user, self.item_topic(item));
         Some(self.affinity(user, item, disliked) + session - fatigue)
+    }
+
+    /// Whether `user` may click `item` now: never clicked, or (with
+    /// [`Dynamics::revisit_secs`]) last clicked at least that long before the state's clock.
+    pub fn can_click(&self, state: &UserState, item: u32) -> bool {
+        match (state.clicked.get(&item), self.dynamics.revisit_secs) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(&at), Some(delay)) => state.clock - at >= delay,
+        }
+    }
+
+    /// The unclicked-show count of `item` at the state's clock: the count as of its last show,
+    /// halved per [`Dynamics::fatigue_half_life_secs`] since then (kept without it).
+    pub fn fatigue_now(&self, state: &UserState, item: u32) -> f64 {
+        let Some(f) = state.fatigue.get(&item) else {
+            return 0.0;
+        };
+        match self.dynamics.fatigue_half_life_secs {
+            None => f.shows,
+            Some(half) => f.shows * 0.5f64.powf((state.clock - f.at).max(0) as f64 / half),
+        }
     }
 
     /// A fresh simulation state for `user`: a start time within 14 days after `start_ts` and
@@ -261,7 +410,7 @@ impl World {
             session_steps_left: 0,
             clock,
             fatigue: HashMap::new(),
-            clicked: HashSet::new(),
+            clicked: HashMap::new(),
             fade_onset,
             aversion: None,
         };
@@ -380,9 +529,16 @@ impl World {
     ) {
         for (j, &item) in slate.iter().enumerate() {
             if clicked(j) {
-                state.clicked.insert(item);
+                state.clicked.insert(item, state.clock);
             } else {
-                *state.fatigue.entry(item).or_insert(0) += 1;
+                let shows = self.fatigue_now(state, item) + 1.0;
+                state.fatigue.insert(
+                    item,
+                    Fatigue {
+                        shows,
+                        at: state.clock,
+                    },
+                );
             }
         }
         state.clock = last_click.unwrap_or(state.clock) + rng.random_range(STEP_GAP_SECS);
@@ -393,6 +549,25 @@ impl World {
             self.update_aversion(state, user, rng);
             (state.session_topic, state.session_steps_left) = self.draw_session(state, user, rng);
         }
+    }
+
+    /// The user is away until `ts` (seconds): if that is after the state's clock, the clock
+    /// moves to it and the user comes back with a new session (as after a session gap). The
+    /// online simulation calls it at the start of each simulated day, so that a day of visits
+    /// spans a day of the user's clock.
+    pub fn away_until<R: Rng + ?Sized>(
+        &self,
+        state: &mut UserState,
+        user: u32,
+        ts: i64,
+        rng: &mut R,
+    ) {
+        if ts <= state.clock {
+            return;
+        }
+        state.clock = ts;
+        self.update_aversion(state, user, rng);
+        (state.session_topic, state.session_steps_left) = self.draw_session(state, user, rng);
     }
 
     /// Between sessions: an aversion that has run its clicks ends; without one, a new one starts
@@ -505,8 +680,9 @@ pub struct UserState {
     session_steps_left: u32,
     clock: i64,
     /// Unclicked shows per item.
-    fatigue: HashMap<u32, u32>,
-    clicked: HashSet<u32>,
+    fatigue: HashMap<u32, Fatigue>,
+    /// Clicked items and the clock of their last click's feed.
+    clicked: HashMap<u32, i64>,
     /// The click count from which the user's fading topics count as disliked.
     fade_onset: usize,
     /// A temporary aversion: the topic and the click count at which it ends.
@@ -529,14 +705,15 @@ impl UserState {
         self.clock
     }
 
-    /// How often `item` was shown to this user without a click.
-    pub fn fatigue(&self, item: u32) -> u32 {
-        self.fatigue.get(&item).copied().unwrap_or(0)
+    /// How often `item` was shown to this user without a click, as of its last show (before
+    /// any recovery since: [`World::fatigue_now`]).
+    pub fn fatigue(&self, item: u32) -> f64 {
+        self.fatigue.get(&item).map_or(0.0, |f| f.shows)
     }
 
     /// Whether the user clicked `item` already.
     pub fn has_clicked(&self, item: u32) -> bool {
-        self.clicked.contains(&item)
+        self.clicked.contains_key(&item)
     }
 
     /// Number of items clicked so far.
@@ -551,6 +728,13 @@ impl UserState {
             .filter(|&(_, until)| self.clicked.len() < until)
             .map(|(t, _)| t)
     }
+}
+
+/// An item's unclicked-show count as of its last show, and that show's clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Fatigue {
+    shows: f64,
+    at: i64,
 }
 
 /// What happened to one online feed ([`World::browse`]).

@@ -28,6 +28,7 @@ pub fn write_bundle(dir: &Path) {
         embeddings: (0..ITEMS * DIM)
             .map(|x| ((x % 7) as f32 - 3.0) / 10.0)
             .collect(),
+        added: 0,
     };
     let files = [
         (ITEMS_JSON, serde_json::to_vec(&items).unwrap()),
