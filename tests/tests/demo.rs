@@ -169,23 +169,22 @@ fn demo_trains_serves_syncs_retrains_and_updates_every_arm() {
     );
 }
 
+/// The small model of the bundles below.
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        dim: 8,
+        hidden: [16, 8],
+        windows: Windows {
+            slow_history: 4,
+            clicks: 4,
+            exposures: 4,
+        },
+    }
+}
+
 /// A bundle of seeded random weights over 20 items.
 fn random_bundle(dir: &std::path::Path, seed: u64) -> String {
-    let model = SlowFast::new(
-        Variant::Mc2sf,
-        20,
-        ModelConfig {
-            dim: 8,
-            hidden: [16, 8],
-            windows: Windows {
-                slow_history: 4,
-                clicks: 4,
-                exposures: 4,
-            },
-        },
-        seed,
-    )
-    .unwrap();
+    let model = SlowFast::new(Variant::Mc2sf, 20, tiny(), seed).unwrap();
     let from = Provenance {
         trained_on: "test".into(),
         commit: "test".into(),
@@ -246,15 +245,7 @@ fn untrained(items: usize) -> Checkpoint {
     Checkpoint::init(CheckpointConfig {
         format_version: FORMAT_VERSION,
         variant: Variant::Mc2sf,
-        model: ModelConfig {
-            dim: 8,
-            hidden: [16, 8],
-            windows: Windows {
-                slow_history: 4,
-                clicks: 4,
-                exposures: 4,
-            },
-        },
+        model: tiny(),
         train: TrainConfig::default(),
         seed: 3,
         rounds: 1,

@@ -158,7 +158,7 @@ impl Checkpoint {
                 Ok(emb.index_select(&ids, 0)?.mean_keepdim(0)?)
             })
             .collect::<Result<Vec<Tensor>>>()?;
-        let table = Tensor::cat(&[&[emb.clone()], &rows[..]].concat(), 0)?;
+        let table = Tensor::cat(&[std::slice::from_ref(&emb), &rows[..]].concat(), 0)?;
         let mut config = self.config.clone();
         for n in &fresh {
             config.items.ids.push(n.id.clone());

@@ -34,7 +34,7 @@ const START_SPREAD_SECS: i64 = 14 * 86_400;
 /// is fixed, a clicked item is never clicked again and fatigue never wears off. All off by
 /// default (`Dynamics::default()`), which keeps `slowfast synth` and every logged history
 /// unchanged; `slowfast demo` turns them on ([`Dynamics::live_feed`]).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Dynamics {
     /// New items per simulated day ([`World::with_arrivals`]): a topic drawn uniformly (the
     /// catalogue's topics are balanced) and a popularity rank drawn uniformly among the
@@ -48,16 +48,6 @@ pub struct Dynamics {
     /// many seconds without a show: fatigue wears off. `None`: it never does (the logged
     /// history).
     pub fatigue_half_life_secs: Option<f64>,
-}
-
-impl Default for Dynamics {
-    fn default() -> Self {
-        Dynamics {
-            arrivals_per_day: 0,
-            revisit_secs: None,
-            fatigue_half_life_secs: None,
-        }
-    }
 }
 
 impl Dynamics {
