@@ -130,7 +130,7 @@ pub fn feeds(
         .zip(logits)
         .map(|(case, logits)| Feed {
             timeline: case.timeline,
-            items: (retrieval::feed_order(&logits, &vec![false; logits.len()], feed.k).into_iter())
+            items: (retrieval::feed_order(&logits, |_| false, feed.k).into_iter())
                 .map(|j| case.candidates[j])
                 .collect(),
             pool: case.candidates,
@@ -769,10 +769,9 @@ mod tests {
                 candidates: &pool,
             };
             let logits = slow(&model).score(&[q]).unwrap();
-            let sent: Vec<u32> =
-                (retrieval::feed_order(&logits, &vec![false; logits.len()], FEED.k).into_iter())
-                    .map(|j| pool[j])
-                    .collect();
+            let sent: Vec<u32> = (retrieval::feed_order(&logits, |_| false, FEED.k).into_iter())
+                .map(|j| pool[j])
+                .collect();
             assert_eq!(feed.items, sent);
             assert_eq!(sent.len(), FEED.k);
         }

@@ -664,7 +664,7 @@ mod tests {
     use super::*;
     use crate::models::grad_mode::training_step;
     use crate::models::layers::length_mask;
-    use crate::models::testing::assert_same_op;
+    use crate::models::testing::{assert_same_op, bits};
 
     /// Deterministic values in (−1, 1) that sit on no ReLU kink at these sizes.
     fn wave(shape: impl Into<Shape>, phase: f32) -> Result<Tensor> {
@@ -830,7 +830,6 @@ mod tests {
         let (hist, e) = (wave(3 * 23 * 19, 0.2), wave(9 * 19, 0.9));
         let (packed, grad) = (wave(dims.weights(), 0.4), wave(9 * 19, 1.7));
         let op = Attend::new(dims, &mask, (0..9).map(|r| r % 3).collect());
-        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
         let plain = op.forward(&hist, &e, &packed);
         let wide = vectorized(
             #[inline(always)]

@@ -361,7 +361,7 @@ mod tests {
 
     use super::*;
     use crate::models::layers::{length_mask, Gru};
-    use crate::models::testing::{assert_same_op, max_abs_diff};
+    use crate::models::testing::{assert_same_op, bits, max_abs_diff};
 
     /// A GRU (input 3, hidden `h`) with random weights, random inputs (B, T, 3) and states.
     fn setup(b: usize, t: usize, h: usize) -> Result<(VarMap, Gru, Var, Var)> {
@@ -421,7 +421,6 @@ mod tests {
             keep_trace: false,
             trace: std::sync::Mutex::new(None),
         };
-        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
         let (plain, _) = op.forward(&gi, &h0, &wb, false);
         let (wide, _) = vectorized(
             #[inline(always)]

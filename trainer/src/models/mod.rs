@@ -201,6 +201,11 @@ pub(crate) mod testing {
 
     use crate::error::Result;
 
+    /// The bit patterns of `v`: for results that must be identical, not merely close.
+    pub fn bits(v: Vec<f32>) -> Vec<u32> {
+        v.into_iter().map(f32::to_bits).collect()
+    }
+
     pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
         Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
     }

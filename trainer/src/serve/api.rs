@@ -296,8 +296,7 @@ pub async fn feed(
             e_i: &gather(&pool),
         })
         .await?;
-    let fresh: Vec<bool> = pool.iter().map(|&i| items.is_fresh(i)).collect();
-    let order = retrieval::feed_order(&out.logit, &fresh, k);
+    let order = retrieval::feed_order(&out.logit, |j| items.is_fresh(pool[j]), k);
     let row = |v: &[f32], j: usize| v[j * d..(j + 1) * d].to_vec();
     let items = order
         .into_iter()

@@ -94,23 +94,23 @@ pub fn candidates(items: &Items, popular: &[u32], history: &[u32], pool: usize) 
 
 /// The feed's order: positions in the pool by descending slow logit (eq. 6), ties in pool
 /// order, the first `k` of them, where at least `k / FRESH_SHARE` (or as many as the pool has)
-/// are `fresh`: the best-ranked fresh items beyond the top `k` take the places of the
+/// are `fresh` (a predicate on pool positions): the best-ranked fresh items beyond the top `k` take the places of the
 /// worst-ranked others. `GET /v1/feed` sends these; the re-rank evaluation
 /// ([`crate::eval::rerank`]) ranks with the same rule, nothing fresh.
-pub fn feed_order(logit: &[f32], fresh: &[bool], k: usize) -> Vec<usize> {
+pub fn feed_order(logit: &[f32], fresh: impl Fn(usize) -> bool, k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..logit.len()).collect();
     order.sort_by(|&a, &b| logit[b].total_cmp(&logit[a]).then(a.cmp(&b)));
     let cut = k.min(order.len());
-    let quota = (k / FRESH_SHARE).min(fresh.iter().filter(|&&f| f).count());
-    let have = order[..cut].iter().filter(|&&j| fresh[j]).count();
+    let quota = (k / FRESH_SHARE).min(order.iter().filter(|&&j| fresh(j)).count());
+    let have = order[..cut].iter().filter(|&&j| fresh(j)).count();
     let extra: Vec<usize> = (order[cut..].iter().copied())
-        .filter(|&j| fresh[j])
+        .filter(|&j| fresh(j))
         .take(quota.saturating_sub(have))
         .collect();
     let mut drop = extra.len();
     let mut top: Vec<usize> = Vec::with_capacity(cut);
     for &j in order[..cut].iter().rev() {
-        if drop > 0 && !fresh[j] {
+        if drop > 0 && !fresh(j) {
             drop -= 1;
         } else {
             top.push(j);
@@ -167,11 +167,11 @@ mod tests {
     #[test]
     fn feed_order_is_by_descending_logit_ties_in_pool_order_cut_at_k() {
         assert_eq!(
-            feed_order(&[0.5, 2.0, 0.5, -1.0, 3.0], &[false; 5], 4),
+            feed_order(&[0.5, 2.0, 0.5, -1.0, 3.0], |_| false, 4),
             [4, 1, 0, 2]
         );
-        assert_eq!(feed_order(&[1.0, 2.0], &[false; 2], 5), [1, 0]);
-        assert!(feed_order(&[], &[], 3).is_empty());
+        assert_eq!(feed_order(&[1.0, 2.0], |_| false, 5), [1, 0]);
+        assert!(feed_order(&[], |_| false, 3).is_empty());
     }
 
     #[test]
@@ -219,7 +219,7 @@ mod tests {
         // Logits fall with the index; items 25..30 are fresh and ranked last.
         let logit: Vec<f32> = (0..30).map(|i| -(i as f32)).collect();
         let fresh: Vec<bool> = (0..30).map(|i| i >= 25).collect();
-        let top = feed_order(&logit, &fresh, 20);
+        let top = feed_order(&logit, |j| fresh[j], 20);
         let mut expected: Vec<usize> = (0..18).collect();
         expected.extend([25, 26]);
         assert_eq!(
@@ -228,13 +228,16 @@ mod tests {
         );
         // Fresh items already in the top k are not added again; no fresh item: plain top k.
         let early: Vec<bool> = (0..30).map(|i| i == 3 || i == 4).collect();
-        assert_eq!(feed_order(&logit, &early, 20), (0..20).collect::<Vec<_>>());
         assert_eq!(
-            feed_order(&logit, &[false; 30], 20),
+            feed_order(&logit, |j| early[j], 20),
             (0..20).collect::<Vec<_>>()
         );
         assert_eq!(
-            feed_order(&logit[..5], &fresh[..5], 20),
+            feed_order(&logit, |_| false, 20),
+            (0..20).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            feed_order(&logit[..5], |j| fresh[j], 20),
             vec![0, 1, 2, 3, 4]
         );
     }
