@@ -148,6 +148,47 @@ fn step_row(x: &[f32], g: &[f32], s: &mut [f32], m: f32, gates: &mut [f32]) {
     }
 }
 
+/// One step back for one row: from the step's `gates` (`r, z, n`, H each) and `gh_n` (H),
+/// the state before it `hp` (H) and its mask `m`, turns the gradient `dh` (H) of the state
+/// after the step into that of the state before it, and writes the gradients of the step's
+/// input projection `d_gi` and recurrent projection `d_gh` (3H each). Every operand is sliced
+/// to its length first, so the loop runs without bounds checks and vectorises.
+#[inline(always)]
+fn back_row(
+    (gates, gh_n): (&[f32], &[f32]),
+    hp: &[f32],
+    m: f32,
+    dh: &mut [f32],
+    d_gi: &mut [f32],
+    d_gh: &mut [f32],
+) {
+    let h = dh.len();
+    let (hp, gh_n) = (&hp[..h], &gh_n[..h]);
+    let (rs, zs, ns) = (&gates[..h], &gates[h..2 * h], &gates[2 * h..3 * h]);
+    let (gi_r, rest) = d_gi[..3 * h].split_at_mut(h);
+    let (gi_z, gi_n) = rest.split_at_mut(h);
+    let (gh_r, rest) = d_gh[..3 * h].split_at_mut(h);
+    let (gh_z, gh_nn) = rest.split_at_mut(h);
+    for j in 0..h {
+        let (r, z, n) = (rs[j], zs[j], ns[j]);
+        let d = dh[j];
+        let d_next = m * d;
+        let d_n = d_next * (1.0 - z);
+        let d_z = d_next * (hp[j] - n);
+        let da_n = d_n * (1.0 - n * n);
+        let da_r = da_n * gh_n[j] * r * (1.0 - r);
+        let da_z = d_z * z * (1.0 - z);
+        gi_r[j] = da_r;
+        gi_z[j] = da_z;
+        gi_n[j] = da_n;
+        gh_r[j] = da_r;
+        gh_z[j] = da_z;
+        gh_nn[j] = da_n * r;
+        // The state's direct paths: the masked carry and z ⊙ h.
+        dh[j] = (1.0 - m) * d + d_next * z;
+    }
+}
+
 impl GruScan {
     /// The forward recurrence: the output (the last state, or every step's with
     /// [`GruScan::all`]); with `trace`, also what [`GruScan::backward`] needs. Inlined into
@@ -239,29 +280,15 @@ impl GruScan {
             }
             let prev = &tr.states[step * b * h..][..b * h];
             for row in 0..b {
-                let m = self.mask[row * t + step];
                 let at = (step * b + row) * h;
-                let d_gi = &mut dgi[(row * t + step) * 3 * h..][..3 * h];
-                let d_gh = &mut dgh[row * 3 * h..][..3 * h];
-                for j in 0..h {
-                    let [r, z, n] = [0, 1, 2].map(|k| tr.gates[(at * 3) + k * h + j]);
-                    let hp = prev[row * h + j];
-                    let d = dh[row * h + j];
-                    let d_next = m * d;
-                    let d_n = d_next * (1.0 - z);
-                    let d_z = d_next * (hp - n);
-                    let da_n = d_n * (1.0 - n * n);
-                    let da_r = da_n * tr.gh_n[at + j] * r * (1.0 - r);
-                    let da_z = d_z * z * (1.0 - z);
-                    d_gi[j] = da_r;
-                    d_gi[h + j] = da_z;
-                    d_gi[2 * h + j] = da_n;
-                    d_gh[j] = da_r;
-                    d_gh[h + j] = da_z;
-                    d_gh[2 * h + j] = da_n * r;
-                    // The state's direct paths: the masked carry and z ⊙ h.
-                    dh[row * h + j] = (1.0 - m) * d + d_next * z;
-                }
+                back_row(
+                    (&tr.gates[at * 3..][..3 * h], &tr.gh_n[at..][..h]),
+                    &prev[row * h..][..h],
+                    self.mask[row * t + step],
+                    &mut dh[row * h..][..h],
+                    &mut dgi[(row * t + step) * 3 * h..][..3 * h],
+                    &mut dgh[row * 3 * h..][..3 * h],
+                );
             }
             // dh += dgh · W_hh (B×3H · 3H×H).
             gemm(
