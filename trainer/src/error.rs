@@ -45,6 +45,10 @@ pub enum TrainerError {
     /// The sync server's database refused or failed a query (`slowfast serve`, `--from-db`).
     #[error("store: {0}")]
     Store(String),
+    /// An upload reused an idempotency key the store holds with other content (`slowfast
+    /// serve`): nothing of it was stored.
+    #[error("idempotency key {key:?} was used for an upload with other content")]
+    KeyConflict { key: String },
     /// A bearer token is missing, malformed, forged or expired (`slowfast serve`).
     #[error("token: {0}")]
     Token(String),

@@ -39,6 +39,7 @@ macro_rules! on_both {
 on_both!(
     upload_is_stored_once_per_key,
     tokens_are_required_and_checked,
+    an_upload_without_a_token_is_refused_before_its_body_is_read,
     a_token_acts_only_for_its_own_user,
     every_limit_gets_a_4xx_naming_the_field_and_stores_nothing,
     model_and_files_are_served_with_etags,
@@ -68,12 +69,31 @@ fn upload_is_stored_once_per_key(b: Backend) {
         json!({"accepted_clicks": 3, "accepted_exposures": 1, "duplicate": false})
     );
     assert_eq!(counts(&s.db), (1, 4));
-    // A retry with the same key, even with another body, returns the first answer.
-    let (status, again) = post(&s, "alice", &upload_body("batch-1", &["i9"], &[]));
-    assert_eq!(status, 200);
+    // A retry (same key, same content, however it is spaced) returns the first answer.
+    let spaced = serde_json::to_string_pretty(&body).unwrap();
+    let r = client()
+        .post(s.server.url("/v1/upload"))
+        .header(AUTHORIZATION, format!("Bearer {}", token("alice")))
+        .header("content-type", "application/json")
+        .body(spaced)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     assert_eq!(
-        again,
+        r.json::<Value>().unwrap(),
         json!({"accepted_clicks": 3, "accepted_exposures": 1, "duplicate": true})
+    );
+    // The same key with other content is refused and stores nothing (neither its clicks nor
+    // its r̂2).
+    let mut other = upload_body("batch-1", &["i9"], &[]);
+    other["neg_memory"] = json!(vec![0.75; DIM]);
+    let (status, refused) = post(&s, "alice", &other);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"], "idempotency_conflict");
+    assert_eq!(refused["field"], "idempotency_key");
+    assert!(
+        refused["message"].as_str().unwrap().contains("batch-1"),
+        "{refused}"
     );
     assert_eq!(counts(&s.db), (1, 4));
     // Keys are per user: bob's batch-1 is his own.
@@ -138,6 +158,31 @@ fn tokens_are_required_and_checked(b: Backend) {
             assert_eq!(e["error"], "unauthorized");
             assert!(e["message"].as_str().unwrap().contains(says), "{path}: {e}");
         }
+    }
+    assert_eq!(counts(&s.db), (0, 0));
+}
+
+/// A client that announces a large upload, sends a little of it and stalls gets its 401 at
+/// once: the server checks the token before it reads (and holds) a body.
+fn an_upload_without_a_token_is_refused_before_its_body_is_read(b: Backend) {
+    use std::io::{Read, Write};
+    let s = setup(b);
+    let host = s.server.base.trim_start_matches("http://").to_owned();
+    for auth in ["", "Authorization: Bearer not-a-token\r\n"] {
+        let mut conn = std::net::TcpStream::connect(&host).unwrap();
+        let head = format!(
+            "POST /v1/upload HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: 1048000\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(&[b' '; 1000]).unwrap();
+        // The rest of the body never comes; a server waiting for it never answers.
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = [0u8; 12];
+        conn.read_exact(&mut answer)
+            .expect("an answer before the body was sent");
+        assert_eq!(&answer, b"HTTP/1.1 401", "{auth:?}");
     }
     assert_eq!(counts(&s.db), (0, 0));
 }
@@ -384,14 +429,16 @@ fn a_burst_of_uploads_with_repeated_keys_stores_each_key_once(b: Backend) {
                 scope.spawn(move || {
                     (0..30)
                         .map(|i| {
-                            let clicks = &["i1", "i2", "i3"][..1 + t % 3];
+                            let clicks = &["i1", "i2", "i3"];
                             let (key, body) = if (t + i) % 10 == 0 {
                                 let key = format!("bad-{t}-{i}");
                                 let body = upload_body(&key, &["i1", "no-such-item"], &[]);
                                 (key, body)
                             } else {
-                                let key = format!("key-{}", (t * 7 + i) % 40);
-                                let body = upload_body(&key, clicks, &["i5"]);
+                                // A key's content is the same whoever sends it: a retry.
+                                let n = (t * 7 + i) % 40;
+                                let key = format!("key-{n}");
+                                let body = upload_body(&key, &clicks[..1 + n % 3], &["i5"]);
                                 (key, body)
                             };
                             let (status, answer) = post(s, "dave", &body);

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -145,6 +144,12 @@ impl From<TrainerError> for ApiError {
     fn from(e: TrainerError) -> Self {
         match e {
             TrainerError::Token(m) => Self::unauthorized(m),
+            e @ TrainerError::KeyConflict { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                Some("idempotency_key".into()),
+                format!("{e}; a retry must resend the same content, new content needs a new key"),
+            ),
             other => {
                 tracing::error!(error = %other, "request failed");
                 Self::new(
@@ -199,14 +204,16 @@ fn check_owner(user: &str, named: Option<&str>) -> ApiResult<()> {
     }
 }
 
-/// `POST /v1/upload`.
+/// `POST /v1/upload`. The token is checked before a byte of the body is read: a request
+/// without a valid one gets its 401 at once and the server holds none of its body.
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> ApiResult<Response> {
     let user = user_of(&state, &headers)?;
-    let body = body.map_err(|r| {
+    // Read only now, within the router's `DefaultBodyLimit`.
+    let body = Bytes::from_request(request, &()).await.map_err(|r| {
         let status = r.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "body_too_large"

@@ -5,7 +5,7 @@
 //!
 //! | call | what |
 //! |---|---|
-//! | `POST /v1/upload` | F2S: the device's `r̂2` (`neg_memory`) and its clicks/exposures since the last upload, stored once per idempotency key; a repeat returns the first answer with `duplicate: true` |
+//! | `POST /v1/upload` | F2S: the device's `r̂2` (`neg_memory`) and its clicks/exposures since the last upload, stored once per idempotency key; a repeat with the same content returns the first answer with `duplicate: true`, other content under a stored key gets 409 `idempotency_conflict` and stores nothing; the token is checked before the body is read |
 //! | `GET /v1/feed?k=K` | retrieve a candidate pool ([`retrieval`]), rank it with `slow.onnx` in one batched ort call using the stored click history `H^S` and the latest `r̂2` ([`ranker`]), return the top K with `e_i`, `r_t` (eq. 1), `r_n` (eq. 5), the logit (eq. 6) and the model version |
 //! | `GET /v1/model` | the bundle's `manifest.json`; `ETag`, `If-None-Match` → 304 |
 //! | `GET /v1/model/{file}` | a device file (`fast.onnx`, `neg_step.onnx`); `ETag`, `If-None-Match` → 304 |

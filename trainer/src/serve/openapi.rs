@@ -242,7 +242,17 @@ pub fn document() -> OpenApi {
             ))
             .response(
                 "200",
-                json_response("stored, or the first answer again", "UploadResponse"),
+                json_response(
+                    "stored, or (the key's retry with the same content) the first answer again",
+                    "UploadResponse",
+                ),
+            )
+            .response(
+                "409",
+                json_response(
+                    "the idempotency key is stored with other content; nothing was stored",
+                    "ErrorBody",
+                ),
             )
             .response("413", json_response("body too large", "ErrorBody")),
     );

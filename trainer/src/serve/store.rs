@@ -14,6 +14,8 @@ use slowfast_core::wire::{UploadRequest, UploadResponse, WireEvent};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use sha2::{Digest, Sha256};
+
 use super::writer::Writer;
 use crate::data::{EventKind, EventLog};
 use crate::error::{Result, TrainerError};
@@ -23,11 +25,18 @@ use crate::error::{Result, TrainerError};
 /// `sqlx::migrate!` would record for the same file, so databases it migrated keep working.
 /// Embedding them by hand instead of with that macro keeps sqlx's proc-macro crate, which
 /// compiles a second copy of sqlx's drivers and of SQLite, out of the build.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "sync store",
-    include_str!("../../migrations/0001_sync_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "sync store",
+        include_str!("../../migrations/0001_sync_store.sql"),
+    ),
+    (
+        2,
+        "upload digest",
+        include_str!("../../migrations/0002_upload_digest.sql"),
+    ),
+];
 
 /// What [`sqlx::migrate::MigrationSource::resolve`] returns.
 type Resolved<'s> = std::pin::Pin<
@@ -257,6 +266,9 @@ pub(super) struct NewUpload {
     user: String,
     req: UploadRequest,
     neg_memory: String,
+    /// Hex SHA-256 of the request re-serialised (its content, whatever the client's spacing or
+    /// key order): a repeated key is a retry only with the same digest.
+    digest: String,
     now_ms: i64,
 }
 
@@ -267,8 +279,13 @@ impl NewUpload {
                 what: "neg_memory".into(),
                 source: e,
             })?;
+        let content = serde_json::to_vec(&req).map_err(|e| TrainerError::Json {
+            what: "upload".into(),
+            source: e,
+        })?;
         Ok(NewUpload {
             user: user.to_string(),
+            digest: hex::encode(Sha256::digest(&content)),
             req,
             neg_memory,
             now_ms,
@@ -282,6 +299,16 @@ impl NewUpload {
 
     fn key(&self) -> (&str, &str) {
         (&self.user, &self.req.idempotency_key)
+    }
+
+    /// The refusal of this upload when its key is stored with the content `stored_digest`
+    /// ('' for an upload stored before digests were kept: any content is its retry).
+    fn conflict_with(&self, stored_digest: &str) -> Option<TrainerError> {
+        (!stored_digest.is_empty() && stored_digest != self.digest).then(|| {
+            TrainerError::KeyConflict {
+                key: self.req.idempotency_key.clone(),
+            }
+        })
     }
 
     fn answer(&self) -> UploadResponse {
@@ -298,11 +325,13 @@ impl NewUpload {
 /// RETURNING` of the uploads, one read of the first answers of keys already stored, the events
 /// of the new uploads, one upsert of `user_state` (`r̂2`). A key repeated inside the group is a
 /// duplicate of its first occurrence. Rows are written in `(user, key)` order so that
-/// instances sharing a PostgreSQL take row locks in one order. Answers in `uploads` order.
+/// instances sharing a PostgreSQL take row locks in one order. Answers in `uploads` order:
+/// a repeated key with content other than the stored one's gets
+/// [`TrainerError::KeyConflict`] and changes nothing; the outer error is the database's.
 pub(super) async fn write_uploads(
     conn: &mut sqlx::AnyConnection,
     uploads: &[&NewUpload],
-) -> Result<Vec<UploadResponse>> {
+) -> Result<Vec<Result<UploadResponse>>> {
     let mut first: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, u) in uploads.iter().enumerate() {
         first.entry(u.key()).or_insert(i);
@@ -325,7 +354,7 @@ pub(super) async fn write_uploads(
         .map(|i| uploads[i])
         .collect();
     for u in &new {
-        answers.insert(key_of(u), u.answer());
+        answers.insert(key_of(u), (u.answer(), u.digest.clone()));
     }
     insert_events(conn, &new).await?;
     upsert_user_state(conn, &new).await?;
@@ -333,11 +362,14 @@ pub(super) async fn write_uploads(
         .iter()
         .zip(is_new)
         .map(|(u, is_new)| {
-            let mut a = answers.get(&key_of(u)).cloned().ok_or_else(|| {
+            let (mut a, stored_digest) = answers.get(&key_of(u)).cloned().ok_or_else(|| {
                 TrainerError::Store(format!("upload {:?} neither stored nor new", u.key()))
             })?;
+            if let Some(conflict) = u.conflict_with(&stored_digest) {
+                return Ok(Err(conflict));
+            }
             a.duplicate = !is_new;
-            Ok(a)
+            Ok(Ok(a))
         })
         .collect()
 }
@@ -369,10 +401,10 @@ async fn insert_uploads(
 ) -> Result<std::collections::HashSet<Key>> {
     let sql = format!(
         "INSERT INTO uploads (user_id, idempotency_key, model_version, neg_memory, \
-         accepted_clicks, accepted_exposures, received_ms) VALUES {} \
+         accepted_clicks, accepted_exposures, received_ms, body_sha256) VALUES {} \
          ON CONFLICT (user_id, idempotency_key) DO NOTHING \
          RETURNING user_id, idempotency_key",
-        placeholders(uploads.len(), 7)
+        placeholders(uploads.len(), 8)
     );
     let mut q = sqlx::query(&sql);
     for u in uploads {
@@ -384,7 +416,8 @@ async fn insert_uploads(
             .bind(u.neg_memory.as_str())
             .bind(i64::from(a.accepted_clicks))
             .bind(i64::from(a.accepted_exposures))
-            .bind(u.now_ms);
+            .bind(u.now_ms)
+            .bind(u.digest.as_str());
     }
     let rows = q
         .fetch_all(&mut *conn)
@@ -401,11 +434,12 @@ async fn insert_uploads(
         .collect()
 }
 
-/// The answers stored with keys that were already there (what a retry gets back).
+/// The answers stored with keys that were already there (what a retry gets back), each with
+/// the stored content's digest.
 async fn first_answers(
     conn: &mut sqlx::AnyConnection,
     stored: &[&NewUpload],
-) -> Result<HashMap<Key, UploadResponse>> {
+) -> Result<HashMap<Key, (UploadResponse, String)>> {
     if stored.is_empty() {
         return Ok(HashMap::new());
     }
@@ -420,8 +454,8 @@ async fn first_answers(
         .collect::<Vec<_>>()
         .join(" OR ");
     let sql = format!(
-        "SELECT user_id, idempotency_key, accepted_clicks, accepted_exposures FROM uploads \
-         WHERE {which}"
+        "SELECT user_id, idempotency_key, accepted_clicks, accepted_exposures, body_sha256 \
+         FROM uploads WHERE {which}"
     );
     let mut q = sqlx::query(&sql);
     for u in stored {
@@ -446,7 +480,10 @@ async fn first_answers(
                 accepted_exposures: count("accepted_exposures")?,
                 duplicate: true,
             };
-            Ok(((get("user_id")?, get("idempotency_key")?), answer))
+            Ok((
+                (get("user_id")?, get("idempotency_key")?),
+                (answer, get("body_sha256")?),
+            ))
         })
         .collect()
 }

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::store::{write_uploads, NewUpload};
 use crate::error::{Result, TrainerError};
 
-/// Most uploads in one group (7 parameters each in the uploads' insert).
+/// Most uploads in one group (8 parameters each in the uploads' insert).
 pub const MAX_GROUP_UPLOADS: usize = 64;
 /// A group stops taking uploads once it holds this many events.
 pub const MAX_GROUP_EVENTS: usize = 8_000;
@@ -103,7 +103,7 @@ pub(super) async fn commit_group(
     uploads: &[&NewUpload],
 ) -> Vec<Result<UploadResponse>> {
     match in_one_transaction(pool, uploads).await {
-        Ok(answers) => answers.into_iter().map(Ok).collect(),
+        Ok(answers) => answers,
         Err(e) if uploads.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, uploads = uploads.len(), "group commit failed: one savepoint per upload");
@@ -112,7 +112,10 @@ pub(super) async fn commit_group(
     }
 }
 
-async fn in_one_transaction(pool: &AnyPool, uploads: &[&NewUpload]) -> Result<Vec<UploadResponse>> {
+async fn in_one_transaction(
+    pool: &AnyPool,
+    uploads: &[&NewUpload],
+) -> Result<Vec<Result<UploadResponse>>> {
     let mut tx = pool.begin().await.map_err(store_err("begin"))?;
     let answers = write_uploads(&mut tx, uploads).await?;
     tx.commit().await.map_err(store_err("commit"))?;
@@ -144,7 +147,7 @@ async fn one_savepoint_each(pool: &AnyPool, uploads: &[&NewUpload]) -> Vec<Resul
         };
         match write_uploads(&mut savepoint, std::slice::from_ref(upload)).await {
             Ok(mut one) => match (savepoint.commit().await, one.pop()) {
-                (Ok(()), Some(answer)) => answers.push(Ok(answer)),
+                (Ok(()), Some(answer)) => answers.push(answer),
                 (Err(e), _) => return all_fail("release savepoint", &e),
                 (Ok(()), None) => return all_fail("write upload", &"no answer"),
             },
@@ -210,7 +213,8 @@ mod tests {
         "CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison()",
     ];
 
-    /// One group: new uploads, a key repeated inside the group, a key stored before, and
+    /// One group: new uploads, a key repeated inside the group and a key stored before (each
+    /// once with the same content, a retry, and once with other content, a conflict), and
     /// (when `poison`) an upload the database refuses half-way.
     async fn group_is_stored_once_each(url: &str, poison: &[&str]) {
         let store = Store::connect(url).await.unwrap();
@@ -232,6 +236,8 @@ mod tests {
             upload("carol", "poison", &["d"], 4.0),
             upload("alice", "k0", &["y", "y"], 5.0),
             upload("alice", "k2", &["e"], 6.0),
+            upload("alice", "k1", &["a", "b"], 1.0),
+            upload("alice", "k0", &["a"], 0.0),
         ];
         let refs: Vec<&NewUpload> = group.iter().collect();
         let answers = commit_group(&pool, &refs).await;
@@ -239,15 +245,21 @@ mod tests {
         assert_eq!(ok(0), answer(2, false));
         assert_eq!(ok(1), answer(1, false));
         assert_eq!(
-            ok(2),
+            ok(6),
             answer(2, true),
-            "a key repeated in the group gets the first answer"
+            "a retry of a key new in the group gets the first answer"
         );
         assert_eq!(
-            ok(4),
+            ok(7),
             answer(1, true),
-            "a stored key gets the stored answer"
+            "a retry of a stored key gets the stored answer"
         );
+        for (i, key) in [(2, "k1"), (4, "k0")] {
+            match &answers[i] {
+                Err(TrainerError::KeyConflict { key: k }) => assert_eq!(k, key),
+                other => panic!("upload {i}: other content under {key} gave {other:?}"),
+            }
+        }
         assert_eq!(ok(5), answer(1, false));
         if poison.is_empty() {
             assert_eq!(ok(3), answer(1, false));
@@ -273,7 +285,7 @@ mod tests {
         assert_eq!(
             items,
             ["a", "a", "b", "e"],
-            "no event of a duplicate is stored"
+            "no event of a retry or a conflict is stored"
         );
         let state = store.neg_memories().await.unwrap();
         assert_eq!(
