@@ -208,6 +208,7 @@ fn a_reloaded_bundle_gets_a_new_etag_and_its_own_etag_gets_a_304() {
             listen: ([127, 0, 0, 1], 0).into(),
             secret: secret.clone(),
             pool: 10,
+            connections: Default::default(),
         },
         1,
     )
@@ -276,6 +277,7 @@ fn a_new_item_is_served_after_the_vocabulary_grows_and_the_device_reranks_it() {
             listen: ([127, 0, 0, 1], 0).into(),
             secret: secret.clone(),
             pool: 30,
+            connections: Default::default(),
         },
         1,
     )

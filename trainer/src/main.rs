@@ -14,6 +14,7 @@ use slowfast_trainer::eval::resume::SeedStore;
 use slowfast_trainer::eval::sampler::NegativePool;
 use slowfast_trainer::eval::{chart, curves, rerank, runner};
 use slowfast_trainer::models::train::TrainConfig;
+use slowfast_trainer::serve::Connections;
 use slowfast_trainer::synth::{self, SynthConfig};
 use slowfast_trainer::{Result, TrainerError};
 
@@ -106,6 +107,18 @@ struct ServeArgs {
     /// Candidates retrieved per feed before ranking.
     #[arg(long, default_value_t = slowfast_trainer::serve::DEFAULT_POOL)]
     pool: usize,
+    /// Seconds a client may take to send a request's headers, and a kept-alive connection
+    /// may wait idle for its next request, before it is closed.
+    #[arg(long, default_value_t = Connections::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+    /// Seconds a request body may pause between two reads before the request is refused
+    /// and its connection closed.
+    #[arg(long, default_value_t = Connections::default().body_timeout.as_secs_f64())]
+    body_timeout: f64,
+    /// Connections open at once; further clients wait in the listen backlog. Keep it below
+    /// the process's open-file limit (`ulimit -n`).
+    #[arg(long, default_value_t = Connections::default().max)]
+    max_connections: usize,
     #[command(flatten)]
     secret: SecretArgs,
 }
@@ -736,7 +749,22 @@ fn serve_cmd(a: &ServeArgs) -> Result<()> {
         listen: a.listen,
         secret: a.secret.resolve()?,
         pool: a.pool,
+        connections: Connections {
+            header_timeout: seconds("--header-timeout", a.header_timeout)?,
+            body_timeout: seconds("--body-timeout", a.body_timeout)?,
+            max: a.max_connections,
+        },
     })
+}
+
+/// A positive, finite number of seconds given for `flag`.
+fn seconds(flag: &str, s: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            TrainerError::InvalidArgument(format!("{flag} must be a positive number of seconds"))
+        })
 }
 
 fn token_cmd(a: &TokenArgs) -> Result<()> {

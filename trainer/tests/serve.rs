@@ -489,6 +489,79 @@ fn a_burst_of_uploads_with_repeated_keys_stores_each_key_once(b: Backend) {
     assert_eq!(counts(&s.db), (first.len() as u64, events));
 }
 
+/// Reads from `conn` until the server closes it (`Ok(bytes read)`), or `Err` when nothing
+/// more came for `wait`.
+fn read_to_close(
+    conn: &mut std::net::TcpStream,
+    wait: std::time::Duration,
+) -> Result<usize, String> {
+    use std::io::Read;
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let (mut buf, mut total) = ([0u8; 4096], 0);
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(total),
+            Err(e) => return Err(format!("still open after {wait:?} ({e})")),
+        }
+    }
+}
+
+/// A client cannot hold the server: an idle connection, one that never finishes its headers
+/// and an upload whose body stalls are each closed after their timeout, and past
+/// `--max-connections` a new client waits for a place instead of exhausting the server.
+#[test]
+fn idle_stalled_and_excess_connections_are_closed() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path());
+    let db = fresh_db(Backend::Sqlite, dir.path());
+    let flags = ["--header-timeout", "1", "--body-timeout", "1"];
+    let server = Server::start_with(dir.path(), &db, dir.path(), &flags);
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let generous = Duration::from_secs(20);
+
+    let mut idle = TcpStream::connect(&host).unwrap();
+    read_to_close(&mut idle, generous).expect("an idle connection is closed");
+
+    let mut half = TcpStream::connect(&host).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    read_to_close(&mut half, generous).expect("unfinished headers are cut off");
+
+    let mut stalled = TcpStream::connect(&host).unwrap();
+    let head = format!(
+        "POST /v1/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{\"idempotency_key\"",
+        token("alice")
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    read_to_close(&mut stalled, generous).expect("a stalled body is cut off");
+    assert_eq!(counts(&db), (0, 0));
+    drop(server);
+
+    // Two places, both taken by idle clients: a third client's request is answered only once
+    // an idle one has been closed, 3 s after it connected.
+    let flags = ["--header-timeout", "3", "--max-connections", "2"];
+    let server = Server::start_with(dir.path(), &db, dir.path(), &flags);
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let _idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&host).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = TcpStream::connect(&host).unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(
+        read_to_close(&mut third, Duration::from_millis(1000)).is_err(),
+        "a third connection was served while two places were taken"
+    );
+    let answered = read_to_close(&mut third, generous).expect("served once a place is free");
+    assert!(answered > 0, "the request got an answer");
+}
+
 /// An upload is answered only after its commit: kill -9 the server under load, and every
 /// acknowledged upload is in the database with all its events.
 #[test]

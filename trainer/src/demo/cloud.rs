@@ -39,6 +39,7 @@ impl Cloud {
                 listen: ([127, 0, 0, 1], 0).into(),
                 secret: secret.clone(),
                 pool: DEFAULT_POOL,
+                connections: Default::default(),
             },
             2,
         )?;

@@ -74,6 +74,33 @@ pub struct ServeConfig {
     pub secret: Secret,
     /// Candidate pool size per feed.
     pub pool: usize,
+    /// Timeouts and the cap on open connections.
+    pub connections: Connections,
+}
+
+/// What a client may hold of the server: how long it may take to send a request's headers
+/// (and how long a kept-alive connection may sit idle before its next request), how long a
+/// request body may pause between two reads, and how many connections are open at once. A
+/// client past a timeout has its connection closed; past the cap, new connections wait in the
+/// listen backlog until one closes. Keep `max` below the process's open-file limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connections {
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub max: usize,
+}
+
+impl Default for Connections {
+    /// 10 s for headers or idleness, 30 s of silence inside a body, 1,024 connections: a
+    /// phone's sync sends its request at once; a stalled or idle one frees its place in
+    /// seconds.
+    fn default() -> Self {
+        Connections {
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            max: 1024,
+        }
+    }
 }
 
 /// Loads the bundle (and `slow.onnx` with ort when the bundle has one) and opens the store.
@@ -145,7 +172,7 @@ pub fn run(cfg: ServeConfig) -> Result<()> {
         let (listener, addr) = bind(cfg.listen).await?;
         tracing::info!(%addr, model_version = %state.model().bundle.manifest.model_version, "serving");
         println!("listening on {addr}");
-        serve_until(listener, state, shutdown_signal()).await
+        serve_until(listener, state, cfg.connections, shutdown_signal()).await
     })
 }
 
@@ -159,20 +186,67 @@ async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr
     Ok((listener, addr))
 }
 
-/// Serves until `shutdown` resolves, then drains requests in flight and closes the store.
+/// Serves until `shutdown` resolves, then stops accepting, drains the requests in flight
+/// (every accepted upload is answered) and closes the store. Each connection is served by
+/// hyper with `limits`' header and idle timeout, each request body with its read timeout, and
+/// at most `limits.max` connections are open at once.
 async fn serve_until(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    limits: Connections,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| TrainerError::io("listener", e))?;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
     let store = state.store.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| TrainerError::io(addr.to_string(), e))?;
+    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_timeout,
+    ));
+    // HTTP/1.1 only (devices and load balancers speak it): guessing the version would first
+    // wait, without any timeout, for a silent client's first bytes. hyper's header timeout
+    // runs from the moment a connection waits for a request, fresh or kept alive: it is the
+    // idle timeout too.
+    let mut http = auto::Builder::new(TokioExecutor::new()).http1_only();
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let places = Arc::new(tokio::sync::Semaphore::new(limits.max.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let place = tokio::select! {
+            place = places.clone().acquire_owned() => place,
+            () = &mut shutdown => break,
+        };
+        let Ok(place) = place else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before accept: the
+                    // listener itself is fine; try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let conn = http
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            drop(place);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     store.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
@@ -203,9 +277,14 @@ impl Running {
             Ok::<_, TrainerError>((state, listener, addr))
         })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = runtime.spawn(serve_until(listener, state.clone(), async {
-            let _ = stopped.await;
-        }));
+        let served = runtime.spawn(serve_until(
+            listener,
+            state.clone(),
+            cfg.connections,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Ok(Running {
             addr,
             state,

@@ -134,11 +134,17 @@ pub struct Server {
 impl Server {
     /// Starts a server on `bundle` and `db`, listening on a free loopback port.
     pub fn start(bundle: &Path, db: &str, log_dir: &Path) -> Server {
+        Server::start_with(bundle, db, log_dir, &[])
+    }
+
+    /// [`Server::start`] with further `slowfast serve` flags.
+    pub fn start_with(bundle: &Path, db: &str, log_dir: &Path, flags: &[&str]) -> Server {
         let log = log_dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_slowfast"))
             .args(["serve", "--bundle"])
             .arg(bundle)
             .args(["--db", db, "--listen", "127.0.0.1:0", "--secret", SECRET])
+            .args(flags)
             .env("RUST_LOG", "info")
             .env_remove("SLOWFAST_SECRET")
             .stdout(Stdio::piped())
