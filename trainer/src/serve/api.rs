@@ -206,12 +206,8 @@ fn check_owner(user: &str, named: Option<&str>) -> ApiResult<()> {
 
 /// `POST /v1/upload`. The token is checked before a byte of the body is read: a request
 /// without a valid one gets its 401 at once and the server holds none of its body.
-pub async fn upload(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    request: Request,
-) -> ApiResult<Response> {
-    let user = user_of(&state, &headers)?;
+pub async fn upload(State(state): State<Arc<AppState>>, request: Request) -> ApiResult<Response> {
+    let user = user_of(&state, request.headers())?;
     // Read only now, within the router's `DefaultBodyLimit`.
     let body = Bytes::from_request(request, &()).await.map_err(|r| {
         let status = r.status();

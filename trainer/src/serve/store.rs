@@ -10,11 +10,10 @@
 
 use std::collections::HashMap;
 
+use sha2::{Digest, Sha256};
 use slowfast_core::wire::{UploadRequest, UploadResponse, WireEvent};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
-
-use sha2::{Digest, Sha256};
 
 use super::writer::Writer;
 use crate::data::{EventKind, EventLog};
@@ -279,13 +278,14 @@ impl NewUpload {
                 what: "neg_memory".into(),
                 source: e,
             })?;
-        let content = serde_json::to_vec(&req).map_err(|e| TrainerError::Json {
+        let mut digest = Sha256::new();
+        serde_json::to_writer(&mut digest, &req).map_err(|e| TrainerError::Json {
             what: "upload".into(),
             source: e,
         })?;
         Ok(NewUpload {
             user: user.to_string(),
-            digest: hex::encode(Sha256::digest(&content)),
+            digest: hex::encode(digest.finalize()),
             req,
             neg_memory,
             now_ms,
@@ -362,14 +362,16 @@ pub(super) async fn write_uploads(
         .iter()
         .zip(is_new)
         .map(|(u, is_new)| {
-            let (mut a, stored_digest) = answers.get(&key_of(u)).cloned().ok_or_else(|| {
+            let (first, stored_digest) = answers.get(&key_of(u)).ok_or_else(|| {
                 TrainerError::Store(format!("upload {:?} neither stored nor new", u.key()))
             })?;
-            if let Some(conflict) = u.conflict_with(&stored_digest) {
+            if let Some(conflict) = u.conflict_with(stored_digest) {
                 return Ok(Err(conflict));
             }
-            a.duplicate = !is_new;
-            Ok(Ok(a))
+            Ok(Ok(UploadResponse {
+                duplicate: !is_new,
+                ..first.clone()
+            }))
         })
         .collect()
 }
