@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project and skips none: the product-text check, formatting, the whole
 # workspace's test suites, the PostgreSQL tests against a throwaway server, clippy with warnings
-# as errors, the Kotlin/JVM and Swift-header checks and the aarch64 run under qemu. Installs
+# as errors, the README's demo, the sync API under schemathesis, the Kotlin/JVM and
+# Swift-header checks and the aarch64 run under qemu. Installs
 # what it needs itself (it is the README's test command and what .ci/run calls). Any failure,
 # and an aarch64 run that does not finish, fails the run; the summary at the end has one line
 # per check.
@@ -55,6 +56,7 @@ build=$!
 # (trainer/src/ort_fetch.rs), as the README's first command does on a fresh machine.
 echo "== python packages"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore onnx
+scripts/test-api.sh --install # schemathesis, pinned
 . scripts/postgres.sh # throwaway PostgreSQL for the sync server's tests (SLOWFAST_TEST_PG_URL)
 scripts/test-kotlin.sh --install
 # The aarch64 run (scripts/test-aarch64.sh: a cross build with a target directory of its own,
@@ -108,6 +110,14 @@ if env -u ORT_DYLIB_PATH SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cache" \
   echo "readme demo: passed (ONNX Runtime downloaded; tables in target/ci-demo)" >> "$SUMMARY"
 else
   fail "readme demo: FAILED"
+fi
+# The sync API against its own OpenAPI document (schemathesis, a valid token, bounded cases per
+# operation), on the release binary and the ONNX Runtime the demo just downloaded.
+echo "== scripts/test-api.sh"
+if SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cache" scripts/test-api.sh 2>&1 | tee target/test-api.log; then
+  grep '^api: ' target/test-api.log | tail -n 1 >> "$SUMMARY"
+else
+  fail "$(grep '^api: ' target/test-api.log | tail -n 1 || echo 'api: FAILED')"
 fi
 # Each script prints its summary lines last; summarize SCRIPT STATUS gathers them.
 summarize() {

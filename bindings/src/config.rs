@@ -28,6 +28,36 @@ pub struct Config {
     pub initial_bundle: Option<String>,
     /// Timeout of each HTTP request.
     pub http_timeout_ms: u64,
+    /// What a recorded event survives once its call returned.
+    pub durability: Durability,
+}
+
+/// What an acknowledged write survives (Kotlin `Durability.PROCESS`, Swift `.process`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum Durability {
+    /// The app's process dying (crash, kill, memory reclaim); a power cut may lose the most
+    /// recent events. The default, as for the Android framework's WAL databases.
+    Process,
+    /// Power loss and OS crashes too, at one storage sync per recorded event.
+    PowerLoss,
+}
+
+impl From<slowfast_core::Durability> for Durability {
+    fn from(d: slowfast_core::Durability) -> Self {
+        match d {
+            slowfast_core::Durability::Process => Durability::Process,
+            slowfast_core::Durability::PowerLoss => Durability::PowerLoss,
+        }
+    }
+}
+
+impl From<Durability> for slowfast_core::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Process => slowfast_core::Durability::Process,
+            Durability::PowerLoss => slowfast_core::Durability::PowerLoss,
+        }
+    }
 }
 
 /// The defaults of the core runtime for this store, server and user.
@@ -46,6 +76,7 @@ pub fn default_config(data_dir: String, server_url: String, token: String, user:
         embedding_cache: saturate(c.embedding_cache),
         initial_bundle: c.initial_bundle.map(|p| p.to_string_lossy().into_owned()),
         http_timeout_ms: c.http_timeout_ms,
+        durability: c.durability.into(),
     }
 }
 
@@ -64,6 +95,7 @@ impl From<Config> for slowfast_core::Config {
             embedding_cache: c.embedding_cache as usize,
             initial_bundle: c.initial_bundle.map(PathBuf::from),
             http_timeout_ms: c.http_timeout_ms,
+            durability: c.durability.into(),
         }
     }
 }

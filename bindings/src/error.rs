@@ -46,6 +46,14 @@ pub enum SlowFastError {
     /// The server answered with an error status; the message names status, code and reason.
     #[error("{0}")]
     Server(String),
+    /// The server's rate limit refused the request (429). The SDK's threshold-driven syncs
+    /// wait at least the server's `Retry-After`; the message says how long.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The server holds an upload's idempotency key with other content and stored nothing of
+    /// it; the SDK sends the batch again under a new key at the next sync.
+    #[error("{0}")]
+    Conflict(String),
     /// The engine was closed and cannot be used any more. Raised by the Kotlin and Swift
     /// layers, which own the engine's lifetime.
     #[error("{0}")]
@@ -72,6 +80,8 @@ impl From<CoreError> for SlowFastError {
             CoreError::VersionMismatch { .. } => SlowFastError::VersionMismatch(text),
             CoreError::Network(_) => SlowFastError::Network(text),
             CoreError::Server { .. } => SlowFastError::Server(text),
+            CoreError::RateLimited { .. } => SlowFastError::RateLimited(text),
+            CoreError::Conflict { .. } => SlowFastError::Conflict(text),
         }
     }
 }

@@ -4,6 +4,11 @@
 //! jitter"): devices that failed together spread out, and no wait is shorter than half its
 //! step. Within one `sync_now` a transient failure is retried [`RETRIES`] times; after the
 //! call still failed, threshold-driven syncs are skipped until the next step's delay passed.
+//!
+//! A server's `Retry-After` (429) is a floor on every wait: a retry inside the call waits at
+//! least that long when it is at most [`MAX_WAIT_IN_CALL_MS`] (else the call gives up at
+//! once rather than block its thread), and later threshold-driven syncs are skipped until it
+//! has passed.
 
 use rand::Rng;
 
@@ -13,6 +18,8 @@ pub const BASE_MS: u64 = 100;
 pub const CAP_MS: u64 = 60_000;
 /// Retries of a transient failure inside one call (so at most `RETRIES + 1` attempts).
 pub const RETRIES: u32 = 2;
+/// The longest `Retry-After` a call sleeps through before it retries.
+pub const MAX_WAIT_IN_CALL_MS: u64 = 5_000;
 
 /// The delay before retry `attempt` (0-based), given `unit` ∈ [0, 1) drawn uniformly.
 pub fn delay_ms(attempt: u32, unit: f64) -> u64 {
@@ -33,9 +40,11 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Records a failed sync at `now_ms`.
-    pub fn failed(&mut self, now_ms: i64) {
-        self.not_before_ms = now_ms.saturating_add(jittered_ms(self.failures) as i64);
+    /// Records a failed sync at `now_ms`; the server asked to wait at least `floor_ms` (its
+    /// `Retry-After`, 0 when none).
+    pub fn failed(&mut self, now_ms: i64, floor_ms: u64) {
+        let wait = jittered_ms(self.failures).max(floor_ms);
+        self.not_before_ms = now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
         self.failures = self.failures.saturating_add(1);
     }
 
@@ -75,13 +84,24 @@ mod tests {
     fn a_failure_defers_the_next_sync_and_success_resets() {
         let mut b = Backoff::default();
         assert_eq!(b.wait_ms(1_000), 0);
-        b.failed(1_000);
+        b.failed(1_000, 0);
         let w = b.wait_ms(1_000);
         assert!((50..=100).contains(&w), "{w}");
-        b.failed(1_000);
+        b.failed(1_000, 0);
         assert!(b.wait_ms(1_000) >= 100);
         assert_eq!(b.failures(), 2);
         b.succeeded();
         assert_eq!(b.wait_ms(1_000), 0);
+    }
+
+    #[test]
+    fn a_retry_after_is_a_floor_on_the_wait() {
+        let mut b = Backoff::default();
+        b.failed(1_000, 30_000);
+        assert_eq!(b.wait_ms(1_000), 30_000);
+        assert_eq!(b.wait_ms(31_000), 0);
+        // A floor below the jittered step changes nothing.
+        b.failed(1_000, 1);
+        assert!((100..=200).contains(&b.wait_ms(1_000)));
     }
 }

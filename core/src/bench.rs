@@ -17,7 +17,7 @@ use tract_onnx::tract_core::ops::Cost;
 use crate::error::{Result, SlowFastError};
 use crate::manifest::{io_contract, Dim, Manifest, DEVICE_FILES, FAST_ONNX, MANIFEST_JSON};
 use crate::wire::{FeedItem, FeedResponse};
-use crate::{Config, SlowFast};
+use crate::{Config, Durability, SlowFast};
 
 /// The keys of `slowfast bench device --json` (plus the floor's inputs).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -33,8 +33,11 @@ pub struct DeviceBench {
     /// The two medians behind `tract_over_ort_100`.
     pub fast_tract_100_p50_ms: Option<f64>,
     pub fast_ort_100_p50_ms: Option<f64>,
-    /// `record_exposure` of a known item (one `GRU_n` step + the durable write), p50.
+    /// `record_exposure` of a known item (one `GRU_n` step + the durable write), p50, with
+    /// the default [`Durability::Process`] …
     pub record_exposure_p50_us: f64,
+    /// … and with [`Durability::PowerLoss`] (a sync of the WAL per call).
+    pub record_exposure_power_loss_p50_us: f64,
     /// `SlowFast::open` of a store holding a bundle (verify + tract plans + restore), median.
     pub open_ms: f64,
     /// Resident memory of this process holding an open engine (Linux `VmRSS`).
@@ -73,6 +76,16 @@ fn run(bundle_dir: &Path, scratch: &Path) -> Result<DeviceBench> {
         c.initial_bundle = Some(bundle_dir.to_path_buf());
         c
     };
+    let record_exposures = |sf: &SlowFast, n: usize, items: &FeedResponse| -> Result<f64> {
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n {
+            let item = &items.items[i % items.items.len()].item;
+            let t = Instant::now();
+            sf.record_exposure(item, 1000 + i as i64)?;
+            times.push(ms(t) * 1000.0);
+        }
+        Ok(median(times))
+    };
     drop(SlowFast::open(config())?);
     let mut opens = Vec::new();
     for _ in 0..5 {
@@ -93,13 +106,7 @@ fn run(bundle_dir: &Path, scratch: &Path) -> Result<DeviceBench> {
             sf.record_exposure(&it.item, i as i64)?;
         }
     }
-    let mut exposures = Vec::new();
-    for i in 0..1000 {
-        let item = &history.items[i % history.items.len()].item;
-        let t = Instant::now();
-        sf.record_exposure(item, 1000 + i as i64)?;
-        exposures.push(ms(t) * 1000.0);
-    }
+    let record_exposure_p50_us = record_exposures(&sf, 1000, &history)?;
     let rerank = |n: usize, reps: usize| -> Result<f64> {
         let mut times = Vec::with_capacity(reps);
         for r in 0..reps {
@@ -112,6 +119,13 @@ fn run(bundle_dir: &Path, scratch: &Path) -> Result<DeviceBench> {
     };
     let rerank_100_p50_ms = rerank(100, 200)?;
     let rerank_500_p50_ms = rerank(500, 60)?;
+    drop(sf);
+    let sf = SlowFast::open(Config {
+        durability: Durability::PowerLoss,
+        ..config()
+    })?;
+    let record_exposure_power_loss_p50_us = record_exposures(&sf, 300, &history)?;
+    drop(sf);
     let fast_fma_100 = model_fma(
         &std::fs::read(bundle_dir.join(FAST_ONNX))?,
         &manifest,
@@ -130,7 +144,8 @@ fn run(bundle_dir: &Path, scratch: &Path) -> Result<DeviceBench> {
         tract_over_ort_100: None,
         fast_tract_100_p50_ms: None,
         fast_ort_100_p50_ms: None,
-        record_exposure_p50_us: median(exposures),
+        record_exposure_p50_us,
+        record_exposure_power_loss_p50_us,
         open_ms: median(opens),
         rss_mb,
         bundle_bytes,

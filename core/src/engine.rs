@@ -22,7 +22,7 @@ use crate::embeddings::EmbeddingCache;
 use crate::error::{Result, SlowFastError};
 use crate::manifest::{Manifest, DEVICE_FILES, MANIFEST_JSON};
 use crate::model::DeviceModel;
-use crate::store::{Batch, BundleFiles, EventKind, Store, STORE_FILE};
+use crate::store::{Batch, BundleFiles, Durability, EventKind, Store, STORE_FILE};
 use crate::sync::{Conditional, SyncClient};
 use crate::window::{Window, WindowEvent};
 use crate::wire::{
@@ -61,11 +61,14 @@ pub struct Config {
     pub initial_bundle: Option<PathBuf>,
     /// Timeout of each HTTP request.
     pub http_timeout_ms: u64,
+    /// What a recorded event survives once its call returned: the app's process dying
+    /// (default) or power loss too, at one storage sync per call ([`Durability`]).
+    pub durability: Durability,
 }
 
 impl Config {
     /// Windows 50/50, sync every 15 minutes or 100 events, 10 000 cached embeddings, 10 s
-    /// HTTP timeout, no shipped bundle.
+    /// HTTP timeout, no shipped bundle, [`Durability::Process`].
     pub fn new(
         data_dir: impl Into<PathBuf>,
         server_url: impl Into<String>,
@@ -84,6 +87,7 @@ impl Config {
             embedding_cache: 10_000,
             initial_bundle: None,
             http_timeout_ms: 10_000,
+            durability: Durability::default(),
         }
     }
 
@@ -171,7 +175,7 @@ impl SlowFast {
     pub fn open(config: Config) -> Result<SlowFast> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let mut store = Store::open(&config.data_dir.join(STORE_FILE))?;
+        let mut store = Store::open(&config.data_dir.join(STORE_FILE), config.durability)?;
         store.bind_user(&config.user)?;
         let log_len = config.exposure_window.max(NEG_LOG_LEN);
         let mut engine = Engine {
@@ -382,7 +386,15 @@ impl SlowFast {
                     report.uploaded_exposures += batch.request.exposures.len();
                 }
                 Err(e) => {
-                    st.backoff.failed(now_ms());
+                    if let SlowFastError::Conflict { .. } = e {
+                        // Nothing of this batch is stored under its key: the same events go
+                        // again, once, under a new one.
+                        tracing::warn!("upload conflict ({e}); the batch gets a new key");
+                        let mut batch = batch;
+                        batch.request.idempotency_key = uuid::Uuid::new_v4().to_string();
+                        st.store.save_batch(&batch)?;
+                    }
+                    st.backoff.failed(now_ms(), retry_after_ms(&e));
                     return Err(e);
                 }
             }
@@ -399,11 +411,14 @@ impl SlowFast {
         let mut attempt = 0;
         loop {
             match self.client.upload(request) {
-                Err(e) if e.is_transient() && attempt < backoff::RETRIES => {
+                Err(e)
+                    if e.is_transient()
+                        && attempt < backoff::RETRIES
+                        && retry_after_ms(&e) <= backoff::MAX_WAIT_IN_CALL_MS =>
+                {
                     tracing::debug!("upload failed ({e}); retrying");
-                    std::thread::sleep(std::time::Duration::from_millis(backoff::jittered_ms(
-                        attempt,
-                    )));
+                    let wait = backoff::jittered_ms(attempt).max(retry_after_ms(&e));
+                    std::thread::sleep(std::time::Duration::from_millis(wait));
                     attempt += 1;
                     report.retries += 1;
                 }
@@ -767,4 +782,13 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The server's `Retry-After` of a rate-limited request, in milliseconds (0 for any other
+/// error).
+fn retry_after_ms(e: &SlowFastError) -> u64 {
+    match e {
+        SlowFastError::RateLimited { retry_after_ms, .. } => *retry_after_ms,
+        _ => 0,
+    }
 }

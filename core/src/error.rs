@@ -45,13 +45,26 @@ pub enum SlowFastError {
         code: String,
         message: String,
     },
+    /// The server's rate limit refused the request (429). `retry_after_ms` comes from its
+    /// `Retry-After` (0 when it sent none); threshold-driven syncs wait at least that long.
+    #[error("rate limited by the server; retry in {retry_after_ms} ms: {message}")]
+    RateLimited {
+        retry_after_ms: u64,
+        message: String,
+    },
+    /// The server holds this batch's idempotency key with other content (409
+    /// `idempotency_conflict`) and stored nothing of it. The runtime never reuses a key for
+    /// other content, so this points at a server that lost or mixed up its data; the batch is
+    /// given a new key and sent again by the next sync.
+    #[error("upload conflict: {message}")]
+    Conflict { message: String },
 }
 
 impl SlowFastError {
     /// Whether retrying the same request later may succeed: network failures, 5xx, 408, 429.
     pub fn is_transient(&self) -> bool {
         match self {
-            SlowFastError::Network(_) => true,
+            SlowFastError::Network(_) | SlowFastError::RateLimited { .. } => true,
             SlowFastError::Server { status, .. } => *status >= 500 || matches!(status, 408 | 429),
             _ => false,
         }

@@ -19,3 +19,4 @@ pub mod wire;
 
 pub use engine::{Config, Scored, SlowFast, SyncReport, NEG_LOG_LEN};
 pub use error::{Result, SlowFastError};
+pub use store::Durability;

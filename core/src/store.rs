@@ -11,9 +11,10 @@
 //! | `meta` | schema version, upload cursor, last upload time, the bundle's ETag |
 //!
 //! Every write that a public call acknowledges is one SQLite transaction, so after a crash at
-//! any point the store holds either all of it or none of it. With `synchronous = NORMAL` in
-//! WAL mode a committed transaction survives the death of the process (SIGKILL, a crash); a
-//! power loss may roll back the last few commits but never corrupts the file. Opening runs
+//! any point the store holds either all of it or none of it. What a committed transaction
+//! survives is the app's choice ([`Durability`]): the death of the process (`synchronous =
+//! NORMAL` in WAL mode, the default), or power loss as well (`FULL`, one sync of the WAL per
+//! commit). Neither setting lets a power loss corrupt the file. Opening runs
 //! SQLite's `quick_check`; rows that do not decode, a failed check or a newer schema are
 //! refused with [`SlowFastError::StoreCorrupt`], and a damaged `r̂2` (checksum, length,
 //! non-finite values) is reported as absent so the engine recomputes it.
@@ -26,6 +27,31 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use crate::error::{Result, SlowFastError};
 use crate::manifest::{sha256_hex, MANIFEST_JSON};
 use crate::wire::UploadRequest;
+
+/// What an acknowledged write (a recorded event, an acknowledged upload, an installed bundle)
+/// survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// The app's process dying at any point (a crash, SIGKILL, the OS reclaiming memory):
+    /// SQLite `synchronous = NORMAL` in WAL mode. A commit is in the WAL file when the call
+    /// returns and reaches the disk at the next checkpoint or when the OS writes it back; a
+    /// power cut or kernel crash before that may lose the most recent events (never the
+    /// file). The Android framework's own default for WAL databases.
+    #[default]
+    Process,
+    /// Power loss and OS crashes too: `synchronous = FULL`, every commit syncs the WAL to
+    /// storage before the call returns (one fsync per recorded event).
+    PowerLoss,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Process => "PRAGMA synchronous = NORMAL;",
+            Durability::PowerLoss => "PRAGMA synchronous = FULL;",
+        }
+    }
+}
 
 /// The store's file name inside the data directory.
 pub const STORE_FILE: &str = "slowfast.sqlite3";
@@ -118,8 +144,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens or creates the store at `path`, checks its integrity and schema version.
-    pub fn open(path: &Path) -> Result<Store> {
+    /// Opens or creates the store at `path` with `durability`, checks its integrity and
+    /// schema version.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -128,7 +155,7 @@ impl Store {
                 "could not enable WAL (journal_mode = {mode})"
             )));
         }
-        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        conn.execute_batch(durability.pragma())?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if check != "ok" {
             return Err(SlowFastError::StoreCorrupt(format!(
@@ -506,7 +533,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn open(dir: &tempfile::TempDir) -> Store {
-        Store::open(&dir.path().join(STORE_FILE)).unwrap()
+        Store::open(&dir.path().join(STORE_FILE), Durability::Process).unwrap()
     }
 
     #[test]
@@ -543,7 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STORE_FILE);
         std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-        match Store::open(&path) {
+        match Store::open(&path, Durability::Process) {
             Err(SlowFastError::StoreCorrupt(_)) => {}
             other => panic!("expected StoreCorrupt, got {:?}", other.err()),
         }
@@ -556,7 +583,9 @@ mod tests {
         s.set_meta_i64("schema_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(s);
-        let err = Store::open(&dir.path().join(STORE_FILE)).err().unwrap();
+        let err = Store::open(&dir.path().join(STORE_FILE), Durability::Process)
+            .err()
+            .unwrap();
         assert!(matches!(err, SlowFastError::StoreCorrupt(_)), "{err}");
     }
 

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH};
+use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH, RETRY_AFTER};
 use reqwest::StatusCode;
 
 use crate::error::{Result, SlowFastError};
@@ -115,12 +115,35 @@ fn network(e: reqwest::Error) -> SlowFastError {
     SlowFastError::Network(e.to_string())
 }
 
-/// Turns an error status into [`SlowFastError::Server`], with the server's [`ErrorBody`].
+/// Milliseconds a `Retry-After` value asks to wait: delay-seconds or an HTTP date (RFC 9110
+/// §10.2.3); 0 for a date in the past, `None` when absent or unreadable.
+pub fn retry_after_ms(value: Option<&str>, now: std::time::SystemTime) -> Option<u64> {
+    let value = value?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(now)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
+
+/// Turns an error status into a typed error with the server's [`ErrorBody`]:
+/// [`SlowFastError::RateLimited`] for 429 (with its `Retry-After`),
+/// [`SlowFastError::Conflict`] for 409 `idempotency_conflict`, else
+/// [`SlowFastError::Server`].
 fn check(resp: Response) -> Result<Response> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
+    let retry_after = retry_after_ms(
+        resp.headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        std::time::SystemTime::now(),
+    );
     let text = resp.text().unwrap_or_default();
     let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
         Ok(body) => (body.error, body.message),
@@ -129,10 +152,19 @@ fn check(resp: Response) -> Result<Response> {
             text.chars().take(200).collect(),
         ),
     };
-    Err(SlowFastError::Server {
-        status: status.as_u16(),
-        code,
-        message,
+    Err(match status {
+        StatusCode::TOO_MANY_REQUESTS => SlowFastError::RateLimited {
+            retry_after_ms: retry_after.unwrap_or(0),
+            message,
+        },
+        StatusCode::CONFLICT if code == "idempotency_conflict" => {
+            SlowFastError::Conflict { message }
+        }
+        _ => SlowFastError::Server {
+            status: status.as_u16(),
+            code,
+            message,
+        },
     })
 }
 
@@ -143,4 +175,29 @@ fn json<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T> {
         code: "bad_response".into(),
         message: format!("response does not parse: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(retry_after_ms(Some("120"), now), Some(120_000));
+        assert_eq!(retry_after_ms(Some(" 0 "), now), Some(0));
+        // 2015-10-21 07:28:00 is `now`; 07:28:30 is 30 s later.
+        assert_eq!(
+            retry_after_ms(Some("Wed, 21 Oct 2015 07:28:30 GMT"), now),
+            Some(30_000)
+        );
+        assert_eq!(
+            retry_after_ms(Some("Wed, 21 Oct 2015 07:27:00 GMT"), now),
+            Some(0)
+        );
+        assert_eq!(retry_after_ms(Some("soon"), now), None);
+        assert_eq!(retry_after_ms(Some("-5"), now), None);
+        assert_eq!(retry_after_ms(None, now), None);
+    }
 }

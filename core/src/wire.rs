@@ -31,8 +31,38 @@ pub const MAX_ID_BYTES: usize = 128;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEvent {
     pub item: String,
-    /// Unix milliseconds.
+    /// Unix milliseconds. Read from any JSON number with an integral value (`5` or `5.0`, as
+    /// JSON Schema's `integer` allows); written as an integer.
+    #[serde(deserialize_with = "integral")]
     pub ts: i64,
+}
+
+/// An `i64` from a JSON integer, or from a float with an integral value in range.
+fn integral<'de, D: serde::Deserializer<'de>>(de: D) -> Result<i64, D::Error> {
+    struct Integral;
+    impl serde::de::Visitor<'_> for Integral {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            // -2^63 ≤ v < 2^63: every such integral float is an i64.
+            if v.fract() == 0.0
+                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&v)
+            {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    de.deserialize_any(Integral)
 }
 
 /// `POST /v1/upload` (F2S, paper §4.3): the device's negative memory `r̂2` and what it
@@ -121,5 +151,26 @@ mod tests {
             message: "missing token".into(),
         };
         assert!(!serde_json::to_string(&e).unwrap().contains("field"));
+    }
+
+    #[test]
+    fn a_timestamp_is_any_integral_json_number() {
+        let ts = |json: &str| {
+            serde_json::from_str::<WireEvent>(&format!(r#"{{"item":"a","ts":{json}}}"#))
+                .map(|e| e.ts)
+        };
+        assert_eq!(ts("5").unwrap(), 5);
+        assert_eq!(ts("-5").unwrap(), -5);
+        assert_eq!(ts("3526597497140.0").unwrap(), 3_526_597_497_140);
+        assert_eq!(ts("1e3").unwrap(), 1_000);
+        assert_eq!(ts("9223372036854775807").unwrap(), i64::MAX);
+        for bad in ["5.5", "9223372036854775808", "9.3e18", "\"5\"", "null"] {
+            assert!(ts(bad).is_err(), "{bad}");
+        }
+        let e = WireEvent {
+            item: "a".into(),
+            ts: 7,
+        };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"item":"a","ts":7}"#);
     }
 }

@@ -16,7 +16,7 @@ use common::{bundle_dir, feed, fixture_manifest};
 use rand::{Rng, SeedableRng};
 use slowfast_core::model::DeviceModel;
 use slowfast_core::store::{EventKind, Store, STORE_FILE};
-use slowfast_core::{Config, SlowFast};
+use slowfast_core::{Config, Durability, SlowFast};
 
 const KILLS: usize = 200;
 const KILLS_VAR: &str = "SLOWFAST_CRASH_KILLS";
@@ -163,7 +163,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_event() {
 
         // The engine opens on what the kill left.
         drop(SlowFast::open(config(dir.path())).unwrap());
-        let store = Store::open(&dir.path().join(STORE_FILE)).unwrap();
+        let store = Store::open(&dir.path().join(STORE_FILE), Durability::Process).unwrap();
         let events = store.events_after(0, usize::MAX >> 1).unwrap();
         // Stored events are exactly next..next+k for k ≥ acknowledged (at most one
         // committed but not yet acknowledged), each once, as recorded.

@@ -250,6 +250,71 @@ fn uploads_retried_after_server_errors_reuse_the_key_and_are_stored_once() {
 }
 
 #[test]
+fn a_rate_limited_upload_waits_for_the_servers_retry_after() {
+    let server = start(TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
+    sf.record_click("a", 1).unwrap();
+    // A short Retry-After is waited out inside the call, longer than the jittered step.
+    server.state.lock().unwrap().rate_limit = (1, 1);
+    let r = sf.upload_pending().unwrap();
+    assert_eq!((r.batches, r.retries), (1, 1));
+    {
+        let st = server.state.lock().unwrap();
+        let gap = st.received_at[1] - st.received_at[0];
+        assert!(
+            gap >= std::time::Duration::from_secs(1),
+            "retried after {gap:?}"
+        );
+        assert_eq!(st.stored.len(), 1);
+    }
+    // A long one ends the call at once, typed, and holds threshold-driven syncs back.
+    sf.record_click("b", 2).unwrap();
+    server.state.lock().unwrap().rate_limit = (1, 120);
+    match sf.upload_pending() {
+        Err(SlowFastError::RateLimited { retry_after_ms, .. }) => {
+            assert_eq!(retry_after_ms, 120_000)
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert_eq!(server.state.lock().unwrap().received.len(), 3);
+    let r = sf.sync_now().unwrap();
+    assert!(r.skipped && r.backoff_ms > 110_000, "{r:?}");
+    assert_eq!(
+        server.state.lock().unwrap().received.len(),
+        3,
+        "no request sent"
+    );
+    assert_eq!(sf.pending_uploads().unwrap(), 1);
+}
+
+#[test]
+fn a_conflicting_key_is_a_typed_error_and_the_batch_goes_again_under_a_new_key() {
+    let server = start(TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
+    sf.record_click("a", 1).unwrap();
+    sf.record_exposure("b", 2).unwrap();
+    server.state.lock().unwrap().conflicts = 1;
+    assert!(matches!(
+        sf.upload_pending(),
+        Err(SlowFastError::Conflict { .. })
+    ));
+    assert_eq!(sf.pending_uploads().unwrap(), 2, "nothing acknowledged");
+    let r = sf.upload_pending().unwrap();
+    assert_eq!((r.uploaded_clicks, r.uploaded_exposures), (1, 1));
+    let st = server.state.lock().unwrap();
+    assert_eq!(st.received.len(), 2);
+    assert_ne!(
+        st.received[0].idempotency_key, st.received[1].idempotency_key,
+        "a new key for the same events"
+    );
+    assert_eq!(st.received[0].clicks, st.received[1].clicks);
+    assert_eq!(st.received[0].exposures, st.received[1].exposures);
+    assert_eq!(st.stored.len(), 1);
+}
+
+#[test]
 fn a_batch_left_in_flight_is_resent_with_its_key_after_a_restart() {
     let server = start(TOKEN);
     let dir = tempfile::tempdir().unwrap();

@@ -209,6 +209,7 @@ fn a_reloaded_bundle_gets_a_new_etag_and_its_own_etag_gets_a_304() {
             secret: secret.clone(),
             pool: 10,
             connections: Default::default(),
+            rate_limit: None,
         },
         1,
     )
@@ -278,6 +279,7 @@ fn a_new_item_is_served_after_the_vocabulary_grows_and_the_device_reranks_it() {
             secret: secret.clone(),
             pool: 30,
             connections: Default::default(),
+            rate_limit: None,
         },
         1,
     )

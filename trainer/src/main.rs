@@ -14,6 +14,7 @@ use slowfast_trainer::eval::resume::SeedStore;
 use slowfast_trainer::eval::sampler::NegativePool;
 use slowfast_trainer::eval::{chart, curves, rerank, runner};
 use slowfast_trainer::models::train::TrainConfig;
+use slowfast_trainer::serve::ratelimit::RateLimit;
 use slowfast_trainer::serve::Connections;
 use slowfast_trainer::synth::{self, SynthConfig};
 use slowfast_trainer::{Result, TrainerError};
@@ -119,6 +120,14 @@ struct ServeArgs {
     /// the process's open-file limit (`ulimit -n`).
     #[arg(long, default_value_t = Connections::default().max)]
     max_connections: usize,
+    /// Requests per second each token's user may make on average (fractions allowed); past
+    /// it a request gets 429 with Retry-After. No limit when absent.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<f64>,
+    /// Requests a user may make at once before --rate-limit applies (default: one second's
+    /// worth, at least 1).
+    #[arg(long, requires = "rate_limit")]
+    rate_burst: Option<u32>,
     #[command(flatten)]
     secret: SecretArgs,
 }
@@ -754,6 +763,12 @@ fn serve_cmd(a: &ServeArgs) -> Result<()> {
             body_timeout: seconds("--body-timeout", a.body_timeout)?,
             max: a.max_connections,
         },
+        rate_limit: a.rate_limit.map(|per_second| RateLimit {
+            per_second,
+            burst: a
+                .rate_burst
+                .unwrap_or_else(|| (per_second.ceil() as u32).max(1)),
+        }),
     })
 }
 

@@ -562,10 +562,12 @@ fn idle_stalled_and_excess_connections_are_closed() {
     assert!(answered > 0, "the request got an answer");
 }
 
-/// An upload is answered only after its commit: kill -9 the server under load, and every
-/// acknowledged upload is in the database with all its events.
-#[test]
-fn an_acknowledged_upload_survives_a_killed_server() {
+/// 8 clients upload (each its own keys, 2 clicks and 1 exposure each) until `stop` has
+/// stopped the server after 300 acknowledgements; returns the acknowledged keys and the
+/// events stored per key. The server's log is returned too.
+fn stop_under_load(
+    stop: impl FnOnce(&mut std::process::Child),
+) -> (Vec<String>, std::collections::HashMap<String, i64>, String) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let dir = tempfile::tempdir().unwrap();
@@ -597,8 +599,7 @@ fn an_acknowledged_upload_survives_a_killed_server() {
         while acked.lock().unwrap().len() < 300 && running.load(Ordering::SeqCst) == 8 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        server.child.kill().unwrap();
-        server.child.wait().unwrap();
+        stop(&mut server.child);
     });
     let acked = acked.into_inner().unwrap();
     assert!(
@@ -631,6 +632,150 @@ fn an_acknowledged_upload_survives_a_killed_server() {
         stored.values().all(|&n| n == 3),
         "an upload was stored in part"
     );
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    (acked, stored, log)
+}
+
+/// An upload is answered only after its commit: kill -9 the server under load, and every
+/// acknowledged upload is in the database with all its events.
+#[test]
+fn an_acknowledged_upload_survives_a_killed_server() {
+    stop_under_load(|child| {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+}
+
+/// SIGTERM under load: the server stops accepting, answers every request it accepted (the
+/// upload queue drains) and exits 0; every acknowledged upload is stored whole, and every
+/// upload stored was answered (nothing accepted is dropped unanswered).
+#[test]
+fn a_graceful_stop_under_load_answers_every_accepted_upload() {
+    let (acked, stored, log) = stop_under_load(|child| {
+        let pid = child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    });
+    assert!(log.contains("shut down cleanly"), "{log}");
+    let acked: std::collections::HashSet<&String> = acked.iter().collect();
+    let unanswered: Vec<&String> = stored.keys().filter(|k| !acked.contains(k)).collect();
+    assert!(
+        unanswered.is_empty(),
+        "stored but not acknowledged on a graceful stop: {unanswered:?}"
+    );
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn metrics_count_requests_by_route_template_and_status() {
+    let s = setup(Backend::Sqlite);
+    assert_eq!(
+        post(&s, "alice", &upload_body("k1", &["i1"], &["i2"])).0,
+        200
+    );
+    assert_eq!(post(&s, "alice", &upload_body("k2", &["i1"], &[])).0, 200);
+    assert_eq!(post(&s, "alice", &upload_body("k3", &["nope"], &[])).0, 400);
+    assert_eq!(get(&s, "/v1/model/fast.onnx", None).status().as_u16(), 200);
+    assert_eq!(get(&s, "/v1/model/other-123", None).status().as_u16(), 404);
+    assert_eq!(get(&s, "/no/such/path", None).status().as_u16(), 404);
+    let r = client().get(s.server.url("/metrics")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().unwrap();
+    let count = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series}\n{text}"));
+    let requests = |method: &str, route: &str, status: u16| {
+        count(&format!(
+            "slowfast_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"
+        ))
+    };
+    assert_eq!(requests("POST", "/v1/upload", 200), 2.0);
+    assert_eq!(requests("POST", "/v1/upload", 400), 1.0);
+    // Paths are labelled by their route's template, unknown ones as `unmatched`.
+    assert_eq!(requests("GET", "/v1/model/{file}", 200), 1.0);
+    assert_eq!(requests("GET", "/v1/model/{file}", 404), 1.0);
+    assert_eq!(requests("GET", "unmatched", 404), 1.0);
+    assert!(!text.contains("other-123") && !text.contains("/no/such/path"));
+    assert_eq!(
+        count("slowfast_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/upload\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(count("slowfast_upload_group_uploads_sum"), 2.0);
+    assert_eq!(count("slowfast_upload_group_events_sum"), 3.0);
+    assert_eq!(count("slowfast_upload_queue_depth"), 0.0);
+    assert_eq!(count("slowfast_model_info{model_version=\"v1\"}"), 1.0);
+    assert_eq!(count("slowfast_model_items"), ITEMS as f64);
+    assert_eq!(count("slowfast_rate_limited_total"), 0.0);
+}
+
+#[test]
+fn a_token_past_its_rate_limit_gets_429_with_retry_after_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path());
+    let db = fresh_db(Backend::Sqlite, dir.path());
+    let server = Server::start_with(
+        dir.path(),
+        &db,
+        dir.path(),
+        &["--rate-limit", "0.5", "--rate-burst", "2"],
+    );
+    let send = |user: &str, key: &str| {
+        client()
+            .post(server.url("/v1/upload"))
+            .header(AUTHORIZATION, format!("Bearer {}", token(user)))
+            .json(&upload_body(key, &["i1"], &[]))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(send("alice", "k1").status().as_u16(), 200);
+    assert_eq!(send("alice", "k2").status().as_u16(), 200);
+    let refused = send("alice", "k3");
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=2).contains(&wait),
+        "one request per 2 s: Retry-After {wait}"
+    );
+    assert_eq!(refused.json::<Value>().unwrap()["error"], "rate_limited");
+    assert_eq!(
+        send("bob", "k1").status().as_u16(),
+        200,
+        "bob has his own limit"
+    );
+    // A request without a valid token is refused before it counts against anyone.
+    let anonymous = client().post(server.url("/v1/upload")).send().unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert_eq!(counts(&db), (3, 3), "the refused upload stored nothing");
+    std::thread::sleep(std::time::Duration::from_secs(wait));
+    assert_eq!(
+        send("alice", "k3").status().as_u16(),
+        200,
+        "after Retry-After"
+    );
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(sample(&text, "slowfast_rate_limited_total"), Some(1.0));
 }
 
 #[test]

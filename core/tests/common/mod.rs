@@ -94,6 +94,12 @@ pub struct ServerState {
     pub fail_uploads: usize,
     /// Store this many uploads but answer 500 (the answer is "lost").
     pub lose_answers: usize,
+    /// Answer this many upload requests with 429 and `Retry-After: secs`, without storing.
+    pub rate_limit: (usize, u64),
+    /// Answer this many upload requests with 409 `idempotency_conflict`, without storing.
+    pub conflicts: usize,
+    /// When each upload request arrived, in order.
+    pub received_at: Vec<std::time::Instant>,
     pub feed: Option<FeedResponse>,
     /// `manifest.json` bytes and the device files, served under an ETag of the version.
     pub bundle: Option<BundleFiles>,
@@ -202,6 +208,22 @@ async fn upload(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string()),
     };
     st.received.push(req.clone());
+    st.received_at.push(std::time::Instant::now());
+    if st.rate_limit.0 > 0 {
+        st.rate_limit.0 -= 1;
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, st.rate_limit.1.into());
+        return r;
+    }
+    if st.conflicts > 0 {
+        st.conflicts -= 1;
+        return error(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            "key stored with other content",
+        );
+    }
     if st.fail_uploads > 0 {
         st.fail_uploads -= 1;
         return error(

@@ -6,16 +6,18 @@ import Foundation
 
 public extension Config {
     /// The runtime's defaults for a store in `dataDirectory`, a sync `server`, and `user`,
-    /// optionally installing the bundle shipped in the app at `shippedBundle`.
+    /// optionally installing the bundle shipped in the app at `shippedBundle`; `durability`
+    /// `.powerLoss` makes recorded events survive a power cut too (one storage sync each).
     static func defaults(dataDirectory: URL, server: URL, token: String, user: String,
-                         shippedBundle: URL? = nil) -> Config {
+                         shippedBundle: URL? = nil,
+                         durability: Durability = .process) -> Config {
         let c = defaultConfig(dataDir: dataDirectory.path, serverUrl: server.absoluteString,
                               token: token, user: user)
         return Config(dataDir: c.dataDir, serverUrl: c.serverUrl, token: c.token, user: c.user,
                       clickWindow: c.clickWindow, exposureWindow: c.exposureWindow,
                       syncIntervalMs: c.syncIntervalMs, syncMaxEvents: c.syncMaxEvents,
                       embeddingCache: c.embeddingCache, initialBundle: shippedBundle?.path,
-                      httpTimeoutMs: c.httpTimeoutMs)
+                      httpTimeoutMs: c.httpTimeoutMs, durability: durability)
     }
 }
 

@@ -40,6 +40,7 @@ impl Cloud {
                 secret: secret.clone(),
                 pool: DEFAULT_POOL,
                 connections: Default::default(),
+                rate_limit: None,
             },
             2,
         )?;

@@ -13,7 +13,10 @@ use slowfast_core::wire::{ErrorBody, FeedItem, FeedResponse, UploadRequest};
 use super::auth::{unix_now, Secret};
 use super::bundle::{Bundle, Served};
 use super::limits::{check_k, check_upload, FieldError};
+use super::metrics::Metrics;
+use super::openapi;
 use super::ranker::{SlowInput, SlowRanker};
+use super::ratelimit::{retry_after_seconds, Limiter};
 use super::retrieval;
 use super::store::Store;
 use crate::error::TrainerError;
@@ -26,6 +29,8 @@ pub struct Model {
     pub ranker: Option<Arc<SlowRanker>>,
     /// Item indices by popularity, most popular first.
     pub popular: Vec<u32>,
+    /// The OpenAPI document with this bundle's constraints, as served.
+    pub openapi: Bytes,
 }
 
 impl Model {
@@ -50,10 +55,21 @@ impl Model {
             }
         };
         let popular = retrieval::by_popularity(&bundle.items);
+        let files: Vec<&str> = bundle.files.keys().map(String::as_str).collect();
+        let openapi = serde_json::to_vec(&openapi::document(&openapi::Constraints {
+            dim: bundle.manifest.dim,
+            items: &bundle.items.ids,
+            files: &files,
+        }))
+        .map_err(|e| TrainerError::Json {
+            what: "the OpenAPI document".into(),
+            source: e,
+        })?;
         Ok(Model {
             bundle,
             ranker,
             popular,
+            openapi: openapi.into(),
         })
     }
 }
@@ -65,15 +81,27 @@ pub struct AppState {
     pub secret: Secret,
     /// Candidates retrieved per feed before ranking.
     pub pool: usize,
+    /// The per-token rate limit, when one is set.
+    pub limiter: Option<Limiter>,
+    pub metrics: Metrics,
 }
 
 impl AppState {
-    pub fn new(model: Model, store: Store, secret: Secret, pool: usize) -> AppState {
+    pub fn new(
+        model: Model,
+        store: Store,
+        secret: Secret,
+        pool: usize,
+        limiter: Option<Limiter>,
+    ) -> AppState {
+        let metrics = Metrics::new(store.group_sizes());
         AppState {
             model: RwLock::new(Arc::new(model)),
             store,
             secret,
             pool: pool.max(1),
+            limiter,
+            metrics,
         }
     }
 
@@ -100,6 +128,8 @@ impl AppState {
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// Sent as `Retry-After` (whole seconds) with a 429.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -111,6 +141,7 @@ impl ApiError {
                 field,
                 message,
             },
+            retry_after: None,
         }
     }
 
@@ -170,14 +201,40 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(wait) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_seconds(wait).into());
+        }
         r
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The user named by the request's `Authorization: Bearer` token.
+/// The user named by the request's `Authorization: Bearer` token, once the user's rate limit
+/// (when one is set) lets the request through.
 fn user_of(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    let user = token_user(state, headers)?;
+    if let Some(limiter) = &state.limiter {
+        if let Err(wait) = limiter.check(&user) {
+            state.metrics.rate_limited.inc();
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                None,
+                format!(
+                    "too many requests for this token; retry in {} s",
+                    retry_after_seconds(wait)
+                ),
+            );
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+    }
+    Ok(user)
+}
+
+fn token_user(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
@@ -286,6 +343,7 @@ pub async fn feed(
         _ => vec![0.0; d],
     };
     let pool = retrieval::candidates(items, &model.popular, &history, state.pool);
+    state.metrics.feed_pool(pool.len());
     let gather = |ids: &[u32]| -> Vec<f32> {
         ids.iter()
             .flat_map(|&i| items.embedding(i))
@@ -382,6 +440,18 @@ pub async fn model_file(
         ))
     })?;
     Ok(conditional(&headers, served, "application/octet-stream"))
+}
+
+/// `GET /v1/openapi.json`: the document for the bundle being served.
+pub async fn openapi_document(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        state.model().openapi.clone(),
+    )
+        .into_response()
 }
 
 /// `GET /healthz`.

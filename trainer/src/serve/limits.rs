@@ -3,7 +3,7 @@
 //! | what | limit |
 //! |---|---|
 //! | body | [`MAX_BODY_BYTES`](slowfast_core::wire::MAX_BODY_BYTES) (413 beyond) |
-//! | `idempotency_key`, `model_version`, item ids | 1..=[`MAX_ID_BYTES`] bytes |
+//! | `idempotency_key`, `model_version`, item ids | 1..=[`MAX_ID_BYTES`] bytes, no NUL (PostgreSQL's text cannot hold it) |
 //! | `neg_memory` | exactly `d` finite floats |
 //! | `clicks`, `exposures` | at most [`MAX_EVENTS_PER_UPLOAD`] each; items known to the bundle; `ts ≥ 0` |
 //! | `k` of a feed | 1..=[`MAX_FEED_K`] |
@@ -29,10 +29,13 @@ fn fail<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, Fi
 }
 
 fn id_fits(value: &str) -> bool {
-    !value.is_empty() && value.len() <= MAX_ID_BYTES
+    !value.is_empty() && value.len() <= MAX_ID_BYTES && !value.contains('\0')
 }
 
 fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.contains('\0') {
+        return fail(field, "must not contain NUL");
+    }
     if !id_fits(value) {
         return fail(
             field,
@@ -145,6 +148,10 @@ mod tests {
     fn each_broken_limit_names_its_field() {
         assert!(check_upload(&upload(), &items()).is_ok());
         assert_eq!(field_of(|u| u.idempotency_key.clear()), "idempotency_key");
+        assert_eq!(
+            field_of(|u| u.idempotency_key = "k\0".into()),
+            "idempotency_key"
+        );
         assert_eq!(
             field_of(|u| u.model_version = "v".repeat(129)),
             "model_version"

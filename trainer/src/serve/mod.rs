@@ -11,12 +11,14 @@
 //! | `GET /v1/model/{file}` | a device file (`fast.onnx`, `neg_step.onnx`); `ETag`, `If-None-Match` → 304 |
 //! | `GET /v1/openapi.json` | the OpenAPI document ([`openapi`]) |
 //! | `GET /healthz` | liveness, model version, whether the feed is available |
+//! | `GET /metrics` | Prometheus text format ([`metrics`]): requests and latency by route and status, upload queue depth and group sizes, feed pool sizes, model version |
 //!
 //! # Auth ([`auth`])
 //! `Authorization: Bearer <token>` on every `/v1` call but the OpenAPI document. A token is
 //! `base64url(user|expiry).base64url(HMAC-SHA256(secret, user|expiry))`; it names the one user
 //! whose data the request reads and writes (no body or query names a user). Missing,
-//! malformed, forged or expired tokens get 401 with a message saying which.
+//! malformed, forged or expired tokens get 401 with a message saying which. With
+//! `--rate-limit` a user past its rate gets 429 with `Retry-After` ([`ratelimit`]).
 //!
 //! # Limits ([`limits`])
 //! Body ≤ 1 MiB (413), ids ≤ 128 bytes, ≤ 2000 events of each kind, `neg_memory` exactly `d`
@@ -40,8 +42,10 @@ pub mod auth;
 pub mod bench;
 pub mod bundle;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod ranker;
+pub mod ratelimit;
 pub mod retrieval;
 pub mod store;
 pub mod writer;
@@ -52,7 +56,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use slowfast_core::wire::MAX_BODY_BYTES;
 
 use crate::error::{Result, TrainerError};
@@ -76,6 +80,8 @@ pub struct ServeConfig {
     pub pool: usize,
     /// Timeouts and the cap on open connections.
     pub connections: Connections,
+    /// The per-token rate limit; none when `None`.
+    pub rate_limit: Option<ratelimit::RateLimit>,
 }
 
 /// What a client may hold of the server: how long it may take to send a request's headers
@@ -105,6 +111,7 @@ impl Default for Connections {
 
 /// Loads the bundle (and `slow.onnx` with ort when the bundle has one) and opens the store.
 pub async fn state(cfg: &ServeConfig) -> Result<Arc<AppState>> {
+    let limiter = cfg.rate_limit.map(ratelimit::Limiter::new).transpose()?;
     let model = Model::load(&cfg.bundle)?;
     let store = Store::connect(&cfg.db).await?;
     Ok(Arc::new(AppState::new(
@@ -112,28 +119,27 @@ pub async fn state(cfg: &ServeConfig) -> Result<Arc<AppState>> {
         store,
         cfg.secret.clone(),
         cfg.pool,
+        limiter,
     )))
 }
 
 /// The routes of the sync API.
 pub fn router(state: Arc<AppState>) -> Router {
-    let openapi = Arc::new(openapi::document());
     Router::new()
         .route("/v1/upload", post(api::upload))
         .route("/v1/feed", get(api::feed))
         .route("/v1/model", get(api::model))
         .route("/v1/model/{file}", get(api::model_file))
-        .route(
-            "/v1/openapi.json",
-            get(move || {
-                let doc = openapi.clone();
-                async move { Json(doc.as_ref().clone()) }
-            }),
-        )
+        .route("/v1/openapi.json", get(api::openapi_document))
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -201,7 +207,7 @@ async fn serve_until(
     use hyper_util::service::TowerToHyperService;
 
     let store = state.store.clone();
-    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+    let app = router(state.clone()).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
         limits.body_timeout,
     ));
     // HTTP/1.1 only (devices and load balancers speak it): guessing the version would first
@@ -238,10 +244,13 @@ async fn serve_until(
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
             .into_owned();
         let conn = graceful.watch(conn);
+        let open = state.metrics.open_connections.clone();
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
+            open.dec();
             drop(place);
         });
     }

@@ -1,7 +1,13 @@
 //! The OpenAPI 3.1 document served at `GET /v1/openapi.json`, built with utoipa's builders.
 //!
 //! The wire types live in `slowfast-core`, which stays free of server crates, so their schemas
-//! are written here; a test checks them against the types' serialised fields.
+//! are written here; a test checks them against the types' serialised fields. The document
+//! states every rule [`super::limits`] checks that the schema language can say, including what
+//! comes from the served bundle ([`Constraints`]): `neg_memory` and the feed's vectors have
+//! exactly `d` items, event items are the bundle's ids (an `enum` up to
+//! [`MAX_ENUM_ITEMS`] items), model files are the bundle's. A client generated from it, or a
+//! fuzzer such as schemathesis, produces uploads the server accepts. It cannot say that an
+//! upload's optional `user` must be the token's (403 otherwise).
 
 use slowfast_core::wire::{MAX_BODY_BYTES, MAX_EVENTS_PER_UPLOAD, MAX_FEED_K, MAX_ID_BYTES};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
@@ -19,11 +25,35 @@ fn string(desc: &str) -> ObjectBuilder {
         .description(Some(desc))
 }
 
-fn floats(desc: &str) -> ArrayBuilder {
+/// Item catalogues up to this size are listed as the `enum` of an event's item id; larger
+/// ones only say so in the description.
+pub const MAX_ENUM_ITEMS: usize = 10_000;
+
+/// What the served bundle adds to the document.
+#[derive(Clone, Copy, Debug)]
+pub struct Constraints<'a> {
+    /// The model dimension `d`.
+    pub dim: usize,
+    /// The bundle's item ids.
+    pub items: &'a [String],
+    /// The device files `GET /v1/model/{file}` serves.
+    pub files: &'a [&'a str],
+}
+
+/// Exactly `d` 32-bit floats (finite: a larger magnitude does not fit one).
+fn floats(desc: &str, d: usize) -> ArrayBuilder {
     ArrayBuilder::new()
-        .items(ObjectBuilder::new().schema_type(Type::Number).format(Some(
-            SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Float),
-        )))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .format(Some(SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Float,
+                )))
+                .minimum(Some(-f64::from(f32::MAX)))
+                .maximum(Some(f64::from(f32::MAX))),
+        )
+        .min_items(Some(d))
+        .max_items(Some(d))
         .description(Some(desc))
 }
 
@@ -38,20 +68,31 @@ fn object(props: Vec<(&str, Schema)>, required: &[&str], desc: &str) -> Schema {
     o.into()
 }
 
-fn uint(desc: &str) -> Schema {
+fn uint(desc: &str, max: Option<usize>) -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Int64,
+        )))
         .minimum(Some(0))
+        .maximum(max.or(Some(i64::MAX as usize)))
         .description(Some(desc))
         .into()
 }
 
 /// The wire types' schemas by name.
-pub fn schemas() -> Vec<(&'static str, Schema)> {
+pub fn schemas(c: &Constraints) -> Vec<(&'static str, Schema)> {
+    let d = c.dim;
+    let mut item = string("item id, one of the bundle's")
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_BYTES));
+    if c.items.len() <= MAX_ENUM_ITEMS {
+        item = item.enum_values(Some(c.items.iter().cloned()));
+    }
     let event = object(
         vec![
-            ("item", string("item id, known to the bundle").into()),
-            ("ts", uint("Unix milliseconds")),
+            ("item", item.into()),
+            ("ts", uint("Unix milliseconds", None)),
         ],
         &["item", "ts"],
         "one click or exposure",
@@ -67,6 +108,7 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
         string(desc)
             .min_length(Some(1))
             .max_length(Some(MAX_ID_BYTES))
+            .pattern(Some(NO_NUL))
             .into()
     };
     vec![
@@ -77,7 +119,16 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
                 vec![
                     (
                         "user",
-                        id("optional; when given it must be the token's user, else 403"),
+                        string(
+                            "optional (or null); when given it must be the token's user, else 403",
+                        )
+                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                            Type::String,
+                            Type::Null,
+                        ]))
+                        .min_length(Some(1))
+                        .max_length(Some(MAX_ID_BYTES))
+                        .into(),
                     ),
                     (
                         "idempotency_key",
@@ -87,7 +138,10 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
                         "model_version",
                         id("bundle version neg_memory was computed with"),
                     ),
-                    ("neg_memory", floats("r̂2 (eq. 5), d finite floats").into()),
+                    (
+                        "neg_memory",
+                        floats("r̂2 (eq. 5), d finite floats", d).into(),
+                    ),
                     ("clicks", events("clicks since the last upload")),
                     (
                         "exposures",
@@ -102,8 +156,14 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
             "UploadResponse",
             object(
                 vec![
-                    ("accepted_clicks", uint("clicks stored")),
-                    ("accepted_exposures", uint("exposures stored")),
+                    (
+                        "accepted_clicks",
+                        uint("clicks stored", Some(MAX_EVENTS_PER_UPLOAD)),
+                    ),
+                    (
+                        "accepted_exposures",
+                        uint("exposures stored", Some(MAX_EVENTS_PER_UPLOAD)),
+                    ),
                     (
                         "duplicate",
                         ObjectBuilder::new()
@@ -121,9 +181,9 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
             object(
                 vec![
                     ("item", string("item id").into()),
-                    ("embedding", floats("e_i, d floats").into()),
-                    ("r_t", floats("r_t of eq. 1, d floats").into()),
-                    ("r_n", floats("r_n of eq. 5, d floats").into()),
+                    ("embedding", floats("e_i, d floats", d).into()),
+                    ("r_t", floats("r_t of eq. 1, d floats", d).into()),
+                    ("r_n", floats("r_n of eq. 5, d floats", d).into()),
                     (
                         "slow_score",
                         ObjectBuilder::new()
@@ -145,7 +205,8 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
                         "items",
                         ArrayBuilder::new()
                             .items(Ref::from_schema_name("FeedItem"))
-                            .description(Some("best first"))
+                            .max_items(Some(MAX_FEED_K))
+                            .description(Some("best first, at most k"))
                             .into(),
                     ),
                 ],
@@ -180,7 +241,26 @@ fn json_response(desc: &str, schema: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// Ids may not hold NUL (PostgreSQL's text cannot store it).
+const NO_NUL: &str = "^[^\\u0000]*$";
+
 fn errors(op: OperationBuilder) -> OperationBuilder {
+    let rate_limited = ResponseBuilder::new()
+        .description("past the token's rate limit (`--rate-limit`); retry after `Retry-After`")
+        .header(
+            "Retry-After",
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(uint("whole seconds to wait", None))
+                .description(Some("whole seconds until a request would pass"))
+                .build(),
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
     op.response(
         "400",
         json_response("a field broke a limit; the body names it", "ErrorBody"),
@@ -196,6 +276,7 @@ fn errors(op: OperationBuilder) -> OperationBuilder {
             "ErrorBody",
         ),
     )
+    .response("429", rate_limited)
     .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
 }
 
@@ -221,8 +302,8 @@ fn etag_get(summary: &str, ok: &str) -> OperationBuilder {
     )
 }
 
-/// The whole document.
-pub fn document() -> OpenApi {
+/// The whole document for a server serving a bundle with `c`.
+pub fn document(c: &Constraints) -> OpenApi {
     let upload = errors(
         OperationBuilder::new()
             .summary(Some(
@@ -301,7 +382,10 @@ pub fn document() -> OpenApi {
             .name("file")
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
-            .schema(Some(string("fast.onnx or neg_step.onnx"))),
+            .schema(Some(
+                string("a device file of the bundle")
+                    .enum_values(Some(c.files.iter().map(|f| f.to_string()))),
+            )),
     );
     let plain = |summary: &str| {
         OperationBuilder::new()
@@ -320,6 +404,21 @@ pub fn document() -> OpenApi {
         .path(
             "/healthz",
             PathItem::new(HttpMethod::Get, plain("Liveness")),
+        )
+        .path(
+            "/metrics",
+            PathItem::new(
+                HttpMethod::Get,
+                OperationBuilder::new()
+                    .summary(Some("Metrics in the Prometheus text format"))
+                    .response(
+                        "200",
+                        ResponseBuilder::new()
+                            .description("text/plain; version=0.0.4")
+                            .content("text/plain", ContentBuilder::new().build())
+                            .build(),
+                    ),
+            ),
         );
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
@@ -333,7 +432,7 @@ pub fn document() -> OpenApi {
                 .build(),
         ),
     );
-    for (name, schema) in schemas() {
+    for (name, schema) in schemas(c) {
         components = components.schema(name, schema);
     }
     OpenApiBuilder::new()
@@ -355,8 +454,18 @@ mod tests {
         ErrorBody, FeedItem, FeedResponse, UploadRequest, UploadResponse, WireEvent,
     };
 
+    fn doc() -> serde_json::Value {
+        let items = ["a".to_string(), "b".to_string()];
+        serde_json::to_value(document(&Constraints {
+            dim: 3,
+            items: &items,
+            files: &["fast.onnx", "neg_step.onnx"],
+        }))
+        .unwrap()
+    }
+
     fn properties(name: &str) -> Vec<String> {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = doc();
         let props = &doc["components"]["schemas"][name]["properties"];
         let mut keys: Vec<String> = props.as_object().unwrap().keys().cloned().collect();
         keys.sort();
@@ -419,8 +528,50 @@ mod tests {
     }
 
     #[test]
+    fn the_bundle_sets_dimensions_item_ids_and_files() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        let neg = &schemas["UploadRequest"]["properties"]["neg_memory"];
+        assert_eq!((&neg["minItems"], &neg["maxItems"]), (&3.into(), &3.into()));
+        for v in ["embedding", "r_t", "r_n"] {
+            assert_eq!(schemas["FeedItem"]["properties"][v]["maxItems"], 3, "{v}");
+        }
+        assert_eq!(
+            schemas["WireEvent"]["properties"]["item"]["enum"],
+            serde_json::json!(["a", "b"])
+        );
+        let file = &doc["paths"]["/v1/model/{file}"]["get"]["parameters"];
+        let file = file
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "file")
+            .unwrap();
+        assert_eq!(
+            file["schema"]["enum"],
+            serde_json::json!(["fast.onnx", "neg_step.onnx"])
+        );
+        let many: Vec<String> = (0..=MAX_ENUM_ITEMS).map(|i| format!("i{i}")).collect();
+        let big = serde_json::to_value(document(&Constraints {
+            dim: 3,
+            items: &many,
+            files: &[],
+        }))
+        .unwrap();
+        assert!(
+            big["components"]["schemas"]["WireEvent"]["properties"]["item"]
+                .get("enum")
+                .is_none()
+        );
+        assert!(
+            doc["paths"]["/v1/upload"]["post"]["responses"]["429"]["headers"]["Retry-After"]
+                .is_object()
+        );
+    }
+
+    #[test]
     fn document_lists_every_endpoint() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = doc();
         for p in [
             "/v1/upload",
             "/v1/feed",
@@ -428,6 +579,7 @@ mod tests {
             "/v1/model/{file}",
             "/v1/openapi.json",
             "/healthz",
+            "/metrics",
         ] {
             assert!(doc["paths"][p].is_object(), "{p}");
         }

@@ -220,6 +220,16 @@ impl Store {
         ))
     }
 
+    /// Uploads waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.writer.queued()
+    }
+
+    /// The sizes of the groups the writer committed.
+    pub fn group_sizes(&self) -> &super::writer::GroupSizes {
+        self.writer.group_sizes()
+    }
+
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -229,8 +239,10 @@ impl Store {
 type ConnectFuture<'c> =
     std::pin::Pin<Box<dyn std::future::Future<Output = sqlx::Result<()>> + Send + 'c>>;
 
-/// WAL lets readers run beside the writer; `synchronous = NORMAL` syncs at checkpoints, which
-/// keeps every commit durable against process crashes; writers wait for the lock.
+/// WAL lets readers run beside the writer; `synchronous = FULL` syncs the WAL at every commit,
+/// so an acknowledged upload survives power loss and OS crashes as well as the server's death
+/// (a device deletes what the server acknowledged, so the server is its only copy). The group
+/// commit ([`super::writer`]) pays that sync once per group. Writers wait for the lock.
 fn sqlite_pragmas(
     conn: &mut sqlx::AnyConnection,
     _: sqlx::pool::PoolConnectionMetadata,
@@ -238,7 +250,7 @@ fn sqlite_pragmas(
     Box::pin(async move {
         for pragma in [
             "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
+            "PRAGMA synchronous = FULL",
             "PRAGMA busy_timeout = 10000",
         ] {
             sqlx::query(pragma).execute(&mut *conn).await?;

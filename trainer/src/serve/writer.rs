@@ -13,13 +13,15 @@
 //! and gets its own error, the others commit. The SQL is the same (a group of one).
 //!
 //! Crash safety: a handler is answered only after `COMMIT` of the transaction that holds its
-//! upload returned, so an acknowledged upload is in the database. On SQLite (WAL) the commit
-//! has written the upload's frames to the WAL file before it returns, so it survives a crash
-//! of the server process (`synchronous = NORMAL` syncs the WAL to disk at checkpoints: an
-//! operating-system crash or power loss may lose the last commits). An upload not yet answered
-//! may or may not be stored; the device retries with the same idempotency key and gets the
-//! first answer.
+//! upload returned, so an acknowledged upload is in the database. On SQLite (WAL,
+//! `synchronous = FULL`) the commit has written the upload's frames to the WAL file and synced
+//! it before it returns, so it survives a crash of the server process, of the OS, or a power
+//! loss; on PostgreSQL the commit is durable as the database is configured (`fsync`,
+//! `synchronous_commit` on by default). An upload not yet answered may or may not be stored;
+//! the device retries with the same idempotency key and gets the first answer. On SIGTERM the
+//! server stops accepting, and every request it accepted is answered once its group commits.
 
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use slowfast_core::wire::UploadResponse;
 use sqlx::{Acquire, AnyPool};
 use tokio::sync::{mpsc, oneshot};
@@ -39,17 +41,35 @@ struct Job {
     reply: oneshot::Sender<Result<UploadResponse>>,
 }
 
+/// How large the committed groups were (uploads, events), for `/metrics`.
+#[derive(Clone, Debug)]
+pub struct GroupSizes {
+    pub uploads: Histogram,
+    pub events: Histogram,
+}
+
+impl GroupSizes {
+    fn new() -> GroupSizes {
+        GroupSizes {
+            // 1 to 64 uploads, 1 to 8,192 events, doubling.
+            uploads: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
+            events: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+        }
+    }
+}
+
 /// The handle handlers submit uploads through; the writer task stops when every handle is
 /// dropped.
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    groups: GroupSizes,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
-            .field("queued", &(QUEUE - self.queue.capacity()))
+            .field("queued", &self.queued())
             .finish()
     }
 }
@@ -62,8 +82,19 @@ impl Writer {
     /// Spawns the writer task on the current tokio runtime.
     pub(super) fn spawn(pool: AnyPool) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, jobs));
-        Writer { queue }
+        let groups = GroupSizes::new();
+        tokio::spawn(run(pool, jobs, groups.clone()));
+        Writer { queue, groups }
+    }
+
+    /// Uploads waiting for the writer now.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// The sizes of the groups committed so far.
+    pub(super) fn group_sizes(&self) -> &GroupSizes {
+        &self.groups
     }
 
     /// Queues `upload` and waits for its answer, given after the commit that holds it.
@@ -77,7 +108,7 @@ impl Writer {
     }
 }
 
-async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, sizes: GroupSizes) {
     while let Some(job) = jobs.recv().await {
         let mut events = job.upload.events();
         let mut group = vec![job];
@@ -89,6 +120,8 @@ async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
         let uploads: Vec<&NewUpload> = group.iter().map(|j| &j.upload).collect();
         let answers = commit_group(&pool, &uploads).await;
         tracing::debug!(uploads = uploads.len(), events, "group written");
+        sizes.uploads.observe(uploads.len() as f64);
+        sizes.events.observe(events as f64);
         for (job, answer) in group.into_iter().zip(answers) {
             // A handler whose client went away no longer waits; its upload is stored anyway.
             let _ = job.reply.send(answer);

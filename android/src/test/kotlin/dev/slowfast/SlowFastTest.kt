@@ -17,8 +17,12 @@ class SlowFastTest {
     val tmp = TemporaryFolder()
 
     /** Port 9 on loopback: nothing listens, so every request fails fast with a network error. */
-    private fun open(dir: File = tmp.newFolder(), server: String = "http://127.0.0.1:9", bundle: File? = Fixtures.bundle) =
-        SlowFast(SlowFast.config(dir, server, "token", "alice").copy(initialBundle = bundle?.path))
+    private fun open(
+        dir: File = tmp.newFolder(),
+        server: String = "http://127.0.0.1:9",
+        bundle: File? = Fixtures.bundle,
+        configure: (Config) -> Config = { it },
+    ) = SlowFast(configure(SlowFast.config(dir, server, "token", "alice").copy(initialBundle = bundle?.path)))
 
     @Test
     fun versionIsTheCrateVersion() {
@@ -114,24 +118,45 @@ class SlowFastTest {
         assertThrows(SlowFastException.Network::class.java) { sf.fetchFeed(10) }
     }
 
-    @Test
-    fun aServerErrorThrowsServerWithItsMessage() {
+    /** Runs [block] with an engine whose server answers every request with [status] and [json]. */
+    private fun withFailingServer(status: Int, json: String, headers: Map<String, String> = emptyMap(), block: (SlowFast) -> Unit) {
         val server = HttpServer.create(InetSocketAddress("127.0.0.1", 0), 0)
         server.createContext("/") { ex ->
-            val body = """{"error":"unauthorized","message":"token revoked"}""".toByteArray()
+            val body = json.toByteArray()
             ex.responseHeaders.add("Content-Type", "application/json")
-            ex.sendResponseHeaders(401, body.size.toLong())
+            headers.forEach { (name, value) -> ex.responseHeaders.add(name, value) }
+            ex.sendResponseHeaders(status, body.size.toLong())
             ex.responseBody.use { it.write(body) }
         }
         server.start()
         try {
-            open(server = "http://127.0.0.1:${server.address.port}").use { sf ->
-                val e = assertThrows(SlowFastException.Server::class.java) { sf.fetchFeed(10) }
-                assertTrue(e.message!!, e.message!!.contains("401") && e.message!!.contains("token revoked"))
-            }
+            open(server = "http://127.0.0.1:${server.address.port}").use(block)
         } finally {
             server.stop(0)
         }
+    }
+
+    @Test
+    fun aServerErrorThrowsServerWithItsMessage() =
+        withFailingServer(401, """{"error":"unauthorized","message":"token revoked"}""") { sf ->
+            val e = assertThrows(SlowFastException.Server::class.java) { sf.fetchFeed(10) }
+            assertTrue(e.message!!, e.message!!.contains("401") && e.message!!.contains("token revoked"))
+        }
+
+    @Test
+    fun aRateLimitedRequestThrowsRateLimitedWithTheWait() =
+        withFailingServer(429, """{"error":"rate_limited","message":"slow down"}""", mapOf("Retry-After" to "30")) { sf ->
+            val e = assertThrows(SlowFastException.RateLimited::class.java) { sf.fetchFeed(10) }
+            assertTrue(e.message!!, e.message!!.contains("30000 ms"))
+        }
+
+    @Test
+    fun aDurabilityChoiceIsPartOfTheConfig(): Unit = open(
+        configure = { it.copy(durability = Durability.POWER_LOSS) },
+    ).use { sf ->
+        assertEquals(Durability.PROCESS, SlowFast.config(tmp.newFolder(), "http://x", "t", "u").durability)
+        sf.recordClick("item-1")
+        assertEquals(1L, sf.pendingUploads)
     }
 
     @Test
