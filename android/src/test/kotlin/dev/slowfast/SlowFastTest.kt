@@ -186,6 +186,8 @@ class SlowFastTest {
             is SlowFastException.VersionMismatch -> "VersionMismatch"
             is SlowFastException.Network -> "Network"
             is SlowFastException.Server -> "Server"
+            is SlowFastException.RateLimited -> "RateLimited"
+            is SlowFastException.Conflict -> "Conflict"
             is SlowFastException.Closed -> "Closed"
             is SlowFastException.Internal -> "Internal"
         }
