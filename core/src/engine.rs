@@ -394,7 +394,7 @@ impl SlowFast {
                         batch.request.idempotency_key = uuid::Uuid::new_v4().to_string();
                         st.store.save_batch(&batch)?;
                     }
-                    st.backoff.failed(now_ms(), retry_after_ms(&e));
+                    st.backoff.failed(now_ms(), e.retry_after_ms());
                     return Err(e);
                 }
             }
@@ -414,10 +414,10 @@ impl SlowFast {
                 Err(e)
                     if e.is_transient()
                         && attempt < backoff::RETRIES
-                        && retry_after_ms(&e) <= backoff::MAX_WAIT_IN_CALL_MS =>
+                        && e.retry_after_ms() <= backoff::MAX_WAIT_IN_CALL_MS =>
                 {
                     tracing::debug!("upload failed ({e}); retrying");
-                    let wait = backoff::jittered_ms(attempt).max(retry_after_ms(&e));
+                    let wait = backoff::jittered_ms(attempt).max(e.retry_after_ms());
                     std::thread::sleep(std::time::Duration::from_millis(wait));
                     attempt += 1;
                     report.retries += 1;
@@ -782,13 +782,4 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// The server's `Retry-After` of a rate-limited request, in milliseconds (0 for any other
-/// error).
-fn retry_after_ms(e: &SlowFastError) -> u64 {
-    match e {
-        SlowFastError::RateLimited { retry_after_ms, .. } => *retry_after_ms,
-        _ => 0,
-    }
 }

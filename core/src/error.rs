@@ -69,6 +69,15 @@ impl SlowFastError {
             _ => false,
         }
     }
+
+    /// The server's `Retry-After` of a rate-limited request, in milliseconds (0 for any other
+    /// error): the least a retry waits.
+    pub fn retry_after_ms(&self) -> u64 {
+        match self {
+            SlowFastError::RateLimited { retry_after_ms, .. } => *retry_after_ms,
+            _ => 0,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for SlowFastError {

@@ -17,6 +17,7 @@ use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::models::ModelConfig;
 use slowfast_trainer::retrain::{export_verified, NextRound};
 use slowfast_trainer::serve::auth::{unix_now, Secret};
+use slowfast_trainer::serve::retrieval::Retrieval;
 use slowfast_trainer::serve::{Running, ServeConfig};
 use slowfast_trainer::synth::{Dynamics, SynthConfig};
 
@@ -37,6 +38,7 @@ fn small(out: &std::path::Path) -> DemoConfig {
         days: 2,
         visits_per_day: 3,
         feed_k: 20,
+        retrieval: Retrieval::default(),
         model: ModelConfig {
             dim: 8,
             hidden: [16, 8],
@@ -50,7 +52,7 @@ fn small(out: &std::path::Path) -> DemoConfig {
             max_epochs: 1,
             lr: 1e-2,
             max_valid: 50,
-            ..TrainConfig::default()
+            ..DemoConfig::default().train
         },
         rounds: 1,
         retrain: NextRound {
@@ -85,6 +87,28 @@ fn check_seed(cfg: &DemoConfig, seed: &demo::SeedOutcome) {
             run.phones_current,
             vec![cfg.devices; cfg.days],
             "{name}: every phone runs the server's model each day"
+        );
+        // The night trained the device model on what the phones showed: the fast fit's
+        // epochs ranked held-out clicks within their uploaded impressions (the slow fit, whose
+        // moments have no real-time history, on sampled items).
+        let night = seed.dir.join(arm.slug()).join("server/day1/checkpoint");
+        let ckpt: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(night.join("checkpoint.json")).unwrap()).unwrap();
+        assert_eq!(ckpt["train"]["impressions"], cfg.train.impressions);
+        let fit = |name: &str| -> Vec<serde_json::Value> {
+            let fits = ckpt["log"]["fits"].as_array().unwrap();
+            let fit = fits.iter().find(|f| f[0] == name);
+            fit.unwrap_or_else(|| panic!("{name}: no {name} in {fits:?}"))[1]
+                .as_array()
+                .unwrap()
+                .clone()
+        };
+        let fast = fit("fast round 2");
+        assert!(!fast.is_empty() && fast.iter().all(|e| e["validation"] == "impressions"));
+        let slow = fit("slow round 2");
+        assert!(
+            slow.iter().all(|e| e.get("validation").is_none()),
+            "{slow:?}"
         );
         let day2 = seed.dir.join(arm.slug()).join("server/day1/bundle");
         let manifest = read_verified(&day2).unwrap().manifest;
@@ -207,7 +231,10 @@ fn a_reloaded_bundle_gets_a_new_etag_and_its_own_etag_gets_a_304() {
             db: dir.path().join("sync.db").display().to_string(),
             listen: ([127, 0, 0, 1], 0).into(),
             secret: secret.clone(),
-            pool: 10,
+            retrieval: Retrieval {
+                pool: 10,
+                ..Retrieval::default()
+            },
             connections: Default::default(),
             rate_limit: None,
         },
@@ -277,7 +304,10 @@ fn a_new_item_is_served_after_the_vocabulary_grows_and_the_device_reranks_it() {
             db: dir.path().join("sync.db").display().to_string(),
             listen: ([127, 0, 0, 1], 0).into(),
             secret: secret.clone(),
-            pool: 30,
+            retrieval: Retrieval {
+                pool: 30,
+                ..Retrieval::default()
+            },
             connections: Default::default(),
             rate_limit: None,
         },

@@ -13,8 +13,9 @@ use slowfast_trainer::demo::{self, arms::Arm, DemoConfig};
 use slowfast_trainer::eval::resume::SeedStore;
 use slowfast_trainer::eval::sampler::NegativePool;
 use slowfast_trainer::eval::{chart, curves, rerank, runner};
-use slowfast_trainer::models::train::TrainConfig;
+use slowfast_trainer::models::train::{TrainConfig, Validation};
 use slowfast_trainer::serve::ratelimit::RateLimit;
+use slowfast_trainer::serve::retrieval::Retrieval;
 use slowfast_trainer::serve::Connections;
 use slowfast_trainer::synth::{self, SynthConfig};
 use slowfast_trainer::{Result, TrainerError};
@@ -106,8 +107,12 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
     /// Candidates retrieved per feed before ranking.
-    #[arg(long, default_value_t = slowfast_trainer::serve::DEFAULT_POOL)]
+    #[arg(long, default_value_t = Retrieval::default().pool)]
     pool: usize,
+    /// The feed's seen filter: items among the user's latest N uploaded exposures (shown and
+    /// not clicked) are not served; 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = Retrieval::default().seen)]
+    seen: usize,
     /// Seconds a client may take to send a request's headers, and a kept-alive connection
     /// may wait idle for its next request, before it is closed.
     #[arg(long, default_value_t = Connections::default().header_timeout.as_secs_f64())]
@@ -166,7 +171,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 50)]
     k: usize,
     /// Candidates retrieved and ranked per feed (`server`).
-    #[arg(long, default_value_t = slowfast_trainer::serve::DEFAULT_POOL)]
+    #[arg(long, default_value_t = Retrieval::default().pool)]
     pool: usize,
     /// Print the figures as one JSON object (else pretty-printed JSON with a heading).
     #[arg(long)]
@@ -294,8 +299,12 @@ struct EvalArgs {
     feed_k: usize,
     /// `--protocol rerank`: items retrieved per feed before the slow model ranks them (the
     /// server's default).
-    #[arg(long, default_value_t = slowfast_trainer::serve::DEFAULT_POOL)]
+    #[arg(long, default_value_t = Retrieval::default().pool)]
     pool: usize,
+    /// `--protocol rerank`: the server's seen filter (`slowfast serve --seen`): the items of
+    /// the user's latest N uploaded exposures are not in the feed; 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = Retrieval::default().seen)]
+    seen: usize,
     /// Number of seeds (1, 2, …, N); results are mean ± std over them.
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -343,6 +352,11 @@ struct TrainingArgs {
     /// shown with the click's impression and not clicked (fits on real-time moments only).
     #[arg(long, default_value_t = TrainConfig::default().impressions)]
     impressions: usize,
+    /// What each fit's held-out clicks are ranked against for early stopping: `sampled` (99
+    /// items of the negative pool, the paper's) or `impressions` (the rest of the click's
+    /// impression, what a device re-ranks; fits without real-time history use `sampled`).
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().validation)]
+    validation: Validation,
     /// Adam's learning rate (paper: 5e-4). Several, comma-separated (at most 4): every fit
     /// runs once per rate from the same start and keeps the best validation epoch of all.
     #[arg(long, value_delimiter = ',', default_value = "5e-4")]
@@ -375,6 +389,7 @@ impl TrainingArgs {
                 max_epochs: self.epochs,
                 negatives: self.negatives,
                 impressions: self.impressions,
+                validation: self.validation,
                 patience: self.patience,
                 max_valid: self.max_valid,
                 shards: self.shards,
@@ -481,6 +496,14 @@ struct DemoArgs {
     /// items shown with the clicked one and not clicked.
     #[arg(long, default_value_t = DemoConfig::default().train.impressions)]
     impressions: usize,
+    /// What the device model's fits validate on, initial and nightly (`slowfast train
+    /// --validation`).
+    #[arg(long, value_enum, default_value_t = DemoConfig::default().train.validation)]
+    validation: Validation,
+    /// The servers' seen filter (`slowfast serve --seen`): items among a user's latest N
+    /// uploaded exposures are not served; 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = DemoConfig::default().retrieval.seen)]
+    seen: usize,
 }
 
 impl DemoArgs {
@@ -510,6 +533,7 @@ impl DemoArgs {
                 lr: self.lr,
                 seed: self.seed,
                 impressions: self.impressions,
+                validation: self.validation,
                 ..d.train
             },
             retrain: slowfast_trainer::retrain::NextRound {
@@ -519,6 +543,10 @@ impl DemoArgs {
             },
             threads: self.threads,
             arms: self.arms.clone(),
+            retrieval: Retrieval {
+                seen: self.seen,
+                ..d.retrieval
+            },
             ..d
         }
     }
@@ -710,7 +738,10 @@ fn rerank_cmd(a: &EvalArgs, data: &Dataset) -> Result<()> {
     };
     let seeds: Vec<u64> = (1..=a.seeds).collect();
     let feed = rerank::FeedConfig {
-        pool: a.pool,
+        retrieval: Retrieval {
+            pool: a.pool,
+            seen: a.seen,
+        },
         k: a.feed_k,
     };
     let (mut results, ranks) = rerank::run(data, &models, &seeds, a.training.zoo()?, feed)?;
@@ -757,7 +788,10 @@ fn serve_cmd(a: &ServeArgs) -> Result<()> {
         db: a.db.clone(),
         listen: a.listen,
         secret: a.secret.resolve()?,
-        pool: a.pool,
+        retrieval: Retrieval {
+            pool: a.pool,
+            seen: a.seen,
+        },
         connections: Connections {
             header_timeout: seconds("--header-timeout", a.header_timeout)?,
             body_timeout: seconds("--body-timeout", a.body_timeout)?,

@@ -11,7 +11,8 @@ use crate::data::{EventKind, EventLog};
 use crate::error::{Result, TrainerError};
 use crate::retrain::{export_verified, next_round, NextRound, Uploads};
 use crate::serve::auth::{unix_now, Secret};
-use crate::serve::{Running, ServeConfig, DEFAULT_POOL};
+use crate::serve::retrieval::Retrieval;
+use crate::serve::{Running, ServeConfig};
 
 /// The idempotency key and model version under which the logged history is imported.
 pub const HISTORY: &str = "logged-history";
@@ -28,8 +29,14 @@ pub struct Cloud {
 
 impl Cloud {
     /// Starts a server in `dir` (its database `dir/sync.db`) serving `bundle`, exported from
-    /// the checkpoint in `checkpoint`.
-    pub fn start(dir: &Path, bundle: &Path, checkpoint: &Path, secret: Secret) -> Result<Cloud> {
+    /// the checkpoint in `checkpoint`, retrieving feeds as `retrieval` says.
+    pub fn start(
+        dir: &Path,
+        bundle: &Path,
+        checkpoint: &Path,
+        secret: Secret,
+        retrieval: Retrieval,
+    ) -> Result<Cloud> {
         std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
         let db = dir.join("sync.db");
         let server = Running::start(
@@ -38,7 +45,7 @@ impl Cloud {
                 db: db.display().to_string(),
                 listen: ([127, 0, 0, 1], 0).into(),
                 secret: secret.clone(),
-                pool: DEFAULT_POOL,
+                retrieval,
                 connections: Default::default(),
                 rate_limit: None,
             },

@@ -44,10 +44,11 @@ use crate::checkpoint::{
 use crate::data::{Dataset, EventKind, EventLog};
 use crate::error::{Result, TrainerError};
 use crate::models::slowfast::Variant;
-use crate::models::train::TrainConfig;
+use crate::models::train::{TrainConfig, Validation};
 use crate::models::ModelConfig;
 use crate::retrain::{export_verified, NextRound};
 use crate::serve::auth::Secret;
+use crate::serve::retrieval::Retrieval;
 use crate::synth::{self, Dynamics, SynthConfig, World};
 use arms::Arm;
 use cloud::Cloud;
@@ -73,6 +74,8 @@ pub struct DemoConfig {
     pub visits_per_day: usize,
     /// Candidates per feed (`GET /v1/feed?k=`); the app shows the top 10 of them.
     pub feed_k: usize,
+    /// The servers' retrieval pool and seen filter (`slowfast serve --pool --seen`).
+    pub retrieval: Retrieval,
     pub model: ModelConfig,
     /// The initial training (epochs, learning rate, seed).
     pub train: TrainConfig,
@@ -103,10 +106,18 @@ impl Default for DemoConfig {
             days: 5,
             visits_per_day: 10,
             feed_k: 50,
+            retrieval: Retrieval::default(),
             model: ModelConfig::default(),
+            // The device model trains on what the phone showed (the fast component's fits,
+            // initial and nightly): each click against every unclicked item of its impression
+            // (the app shows `SHOWN`), on top of one uniform negative, and its epochs are kept
+            // by how they rank a held-out click within its impression. On the initial training
+            // of seeds 1–3 that validation rose from 0.709 (no impression negatives) to 0.771.
             train: TrainConfig {
                 max_epochs: 3,
                 lr: 1e-2,
+                impressions: metrics::SHOWN - 1,
+                validation: Validation::Impressions,
                 ..TrainConfig::default()
             },
             rounds: 1,
@@ -358,6 +369,7 @@ fn run_arm(cfg: &DemoConfig, arm: Arm, inputs: &ArmInputs<'_>) -> Result<ArmResu
         inputs.bundle,
         inputs.checkpoint,
         inputs.secret.clone(),
+        cfg.retrieval,
     )?;
     let users: Vec<u32> = (0..cfg.devices as u32).collect();
     let mut run = ArmRun {

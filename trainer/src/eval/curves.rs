@@ -94,6 +94,7 @@ mod tests {
             lr: 1e-3,
             loss,
             valid_ndcg10: 0.1 * epoch as f64,
+            validation: Default::default(),
             samples_per_s: 1.0,
             train_s: 1.0,
             kept: false,

@@ -55,13 +55,12 @@ use crate::models::features::last_items;
 use crate::models::slowfast::{PriorSource, SlowFast, SlowFastScorer, Variant};
 use crate::models::train::{par_map, Job};
 use crate::serve::bundle::Items;
-use crate::serve::retrieval;
+use crate::serve::retrieval::{self, Retrieval};
 
-/// The feed's sizes.
+/// How the feed is made: the server's retrieval (pool and seen filter) and its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeedConfig {
-    /// Items retrieved before the slow model ranks them.
-    pub pool: usize,
+    pub retrieval: Retrieval,
     /// Items the server sends, which the device re-ranks.
     pub k: usize,
 }
@@ -114,8 +113,15 @@ pub fn feeds(
             };
             let q = cloud_query(split, &probe, View::Slow);
             let history = last_items(q.slow, EventKind::Click, window);
+            let shown = last_items(q.slow, EventKind::Exposure, feed.retrieval.seen);
             Some(Case {
-                candidates: retrieval::candidates(items, &popular, &history, feed.pool),
+                candidates: retrieval::candidates(
+                    items,
+                    &popular,
+                    &history,
+                    &shown,
+                    feed.retrieval.pool,
+                ),
                 ..probe
             })
         })
@@ -325,6 +331,9 @@ pub fn run_seed(
 pub struct RerankProtocol {
     pub split: String,
     pub pool: usize,
+    /// The seen filter: the items of the user's latest this many exposures are left out.
+    #[serde(default)]
+    pub seen: usize,
     pub feed_k: usize,
     pub feed: String,
     pub cloud_view: String,
@@ -406,10 +415,10 @@ pub fn run(
     config: ZooConfig,
     feed: FeedConfig,
 ) -> Result<(RerankResults, Vec<SeedRanks>)> {
-    if feed.k == 0 || feed.pool < feed.k {
+    if feed.k == 0 || feed.retrieval.pool < feed.k {
         return Err(TrainerError::InvalidArgument(format!(
             "the feed needs 1 <= K <= pool, got K = {} and pool = {}",
-            feed.k, feed.pool
+            feed.k, feed.retrieval.pool
         )));
     }
     if seeds.is_empty() {
@@ -454,14 +463,15 @@ fn protocol(data: &Dataset, feed: FeedConfig, cases_per_seed: usize) -> RerankPr
         split: "per user by time, as the sampled protocol: last 5 clicks = test, the 5 before \
                 = fast training, the rest = slow training"
             .into(),
-        pool: feed.pool,
+        pool: feed.retrieval.pool,
+        seen: feed.retrieval.seen,
         feed_k: feed.k,
         feed: format!(
             "what GET /v1/feed sends: a pool of {} items (half by the dot product of e_i with \
              the mean embedding of the last W_s clicks, the rest by training-phase popularity, \
-             clicked items left out), ranked by MC2-SF's slow component (DIN w/ F2S, eq. 5-6), \
-             the top {} kept",
-            feed.pool, feed.k
+             clicked items and the items of the latest {} exposures left out), ranked by \
+             MC2-SF's slow component (DIN w/ F2S, eq. 5-6), the top {} kept",
+            feed.retrieval.pool, feed.retrieval.seen, feed.k
         ),
         cloud_view: "every event before the test phase (the device's last upload came at the \
                      end of the fast phase, clicks and exposures with r̂2): the click history \
@@ -587,7 +597,10 @@ mod tests {
     use slowfast_core::wire::{UploadRequest, WireEvent};
     use std::sync::Arc;
 
-    const FEED: FeedConfig = FeedConfig { pool: 30, k: 10 };
+    const FEED: FeedConfig = FeedConfig {
+        retrieval: Retrieval { pool: 30, seen: 5 },
+        k: 10,
+    };
 
     fn tiny() -> Dataset {
         let cfg = SynthConfig {
@@ -663,7 +676,10 @@ mod tests {
             &items,
             &LowestFirst,
             50,
-            FeedConfig { pool: 300, k: 10 },
+            FeedConfig {
+                retrieval: Retrieval { pool: 300, seen: 0 },
+                k: 10,
+            },
         )
         .unwrap();
         let [feed] = feeds.as_slice() else {
@@ -730,6 +746,7 @@ mod tests {
             .block_on(crate::serve::store::Store::connect(&db))
             .unwrap();
         let popular = retrieval::by_popularity(&served);
+        let mut filtered = 0;
         for feed in &feeds {
             let t = &split.timelines[feed.timeline];
             let uploaded = t.before(t.test_start);
@@ -759,7 +776,19 @@ mod tests {
                 .map(|id| served.index(id).unwrap())
                 .collect();
             assert_eq!(history, last_items(uploaded, EventKind::Click, window));
-            let pool = retrieval::candidates(&served, &popular, &history, FEED.pool);
+            let shown: Vec<u32> = rt
+                .block_on(store.recent_exposures(&user, FEED.retrieval.seen))
+                .unwrap()
+                .iter()
+                .map(|id| served.index(id).unwrap())
+                .collect();
+            let mut expected = last_items(uploaded, EventKind::Exposure, FEED.retrieval.seen);
+            expected.reverse();
+            assert_eq!(shown, expected);
+            let pool =
+                retrieval::candidates(&served, &popular, &history, &shown, FEED.retrieval.pool);
+            assert!(shown.iter().all(|i| !pool.contains(i)));
+            filtered += shown.len();
             assert_eq!(feed.pool, pool);
             let q = Query {
                 user: t.user,
@@ -775,6 +804,7 @@ mod tests {
             assert_eq!(feed.items, sent);
             assert_eq!(sent.len(), FEED.k);
         }
+        assert!(filtered > 0, "no feed had exposures to leave out");
     }
 
     /// Every arm ranks the same K candidates of each case; vanilla adds the two logits, and
@@ -839,7 +869,10 @@ mod tests {
         let md = results.markdown();
         assert!(md.contains("| MC²-SF | "), "{md}");
         assert!(md.contains("Recall"), "{md}");
-        let bad = FeedConfig { pool: 5, k: 10 };
+        let bad = FeedConfig {
+            retrieval: Retrieval { pool: 5, seen: 0 },
+            k: 10,
+        };
         assert!(run(&data, &models, &[2], config, bad).is_err());
     }
 }

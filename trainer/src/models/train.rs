@@ -50,6 +50,9 @@ pub struct TrainConfig {
     /// fits and the real-time baselines): what the device re-ranks is a feed of shown items.
     #[serde(default)]
     pub impressions: usize,
+    /// What validation ranks, and so which epoch and learning rate a fit keeps.
+    #[serde(default)]
+    pub validation: Validation,
     pub max_epochs: usize,
     /// Epochs without a better validation NDCG@10 before stopping.
     pub patience: usize,
@@ -230,6 +233,7 @@ impl Default for TrainConfig {
             batch: 256,
             negatives: 1,
             impressions: 0,
+            validation: Validation::Sampled,
             max_epochs: 20,
             patience: 2,
             max_valid: 1000,
@@ -237,6 +241,27 @@ impl Default for TrainConfig {
             negative_pool: NegativePool::NotClicked,
             shards: 2,
         }
+    }
+}
+
+/// What a fit's held-out clicks are ranked against for early stopping and model selection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validation {
+    /// 99 items of the negative pool, as visible at the click (the sampled protocol, paper
+    /// §5.1.2).
+    #[default]
+    Sampled,
+    /// The other items of the click's impression, shown with it and not clicked
+    /// ([`impression`]): what a device re-ranks. Held-out clicks without an impression are
+    /// left out; a fit none of whose held-out clicks has one (no real-time history, as the
+    /// slow component's) validates as `Sampled`.
+    Impressions,
+}
+
+impl Validation {
+    fn is_sampled(&self) -> bool {
+        *self == Validation::Sampled
     }
 }
 
@@ -250,6 +275,10 @@ pub struct EpochLog {
     pub lr: f64,
     pub loss: f64,
     pub valid_ndcg10: f64,
+    /// What `valid_ndcg10` ranked the held-out clicks against (after a fit without
+    /// impressions fell back to `Sampled`).
+    #[serde(default, skip_serializing_if = "Validation::is_sampled")]
+    pub validation: Validation,
     pub samples_per_s: f64,
     /// Seconds spent on the epoch's training steps (validation excluded).
     #[serde(default)]
@@ -288,7 +317,11 @@ pub fn fit(
         .map_or(Device::Cpu, |(_, v)| v.device().clone());
     let (train, held) = data.carve(cfg.max_valid);
     let units = Units::new(net, &train);
-    let valid = ValidSet::new(held, num_items, cfg.seed, cfg.negative_pool);
+    let valid = match cfg.validation {
+        Validation::Impressions => ValidSet::impressions(held),
+        Validation::Sampled => None,
+    }
+    .unwrap_or_else(|| ValidSet::new(held, num_items, cfg.seed, cfg.negative_pool));
     let validated = !valid.cases.is_empty();
     let mut rates = cfg.rates();
     if !validated {
@@ -421,6 +454,7 @@ impl Run<'_, '_> {
                 lr,
                 loss: loss_sum / batches.max(1) as f64,
                 valid_ndcg10: ndcg,
+                validation: self.valid.kind,
                 samples_per_s: samples / train_s.max(1e-9),
                 train_s,
                 kept: false,
@@ -762,9 +796,10 @@ fn restore(vars: &[(String, Var)], saved: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// Validation cases: each held-out positive against 99 items of the negative pool, as far as
-/// it is visible at the positive's moment (no later event is consulted).
+/// Validation cases: each held-out positive first, then the items it is ranked against
+/// ([`Validation`]); no event after the positive's moment is consulted.
 struct ValidSet<'a> {
+    kind: Validation,
     cases: Vec<(Moment<'a>, Vec<u32>)>,
 }
 
@@ -789,7 +824,26 @@ impl<'a> ValidSet<'a> {
                 Some((p.moment, candidates))
             })
             .collect();
-        ValidSet { cases }
+        ValidSet {
+            kind: Validation::Sampled,
+            cases,
+        }
+    }
+
+    /// Each held-out positive against the rest of its impression ([`Validation::Impressions`]);
+    /// `None` when no positive has one.
+    fn impressions(valid: &[Positive<'a>]) -> Option<Self> {
+        let cases: Vec<_> = valid
+            .iter()
+            .filter_map(|p| {
+                let shown = impression(p, usize::MAX);
+                (!shown.is_empty()).then(|| (p.moment, [vec![p.item], shown].concat()))
+            })
+            .collect();
+        (!cases.is_empty()).then_some(ValidSet {
+            kind: Validation::Impressions,
+            cases,
+        })
     }
 
     fn ndcg10(&self, net: &dyn Net, windows: Windows, device: &Device) -> Result<f64> {
@@ -813,8 +867,10 @@ impl<'a> ValidSet<'a> {
                 .collect();
             let batch = Batch::new(&moments, &rows, net.needs(), windows, device)?;
             let scores: Vec<f32> = net.logits(&batch)?.flatten_all()?.to_vec1()?;
-            for s in scores.chunks(100) {
-                sum += Metric::Ndcg(10).at_rank(pessimistic_rank(s));
+            let mut at = 0;
+            for (_, c) in chunk.iter() {
+                sum += Metric::Ndcg(10).at_rank(pessimistic_rank(&scores[at..at + c.len()]));
+                at += c.len();
             }
             Ok(sum)
         })?;
@@ -861,6 +917,43 @@ mod tests {
         assert_eq!(impression_of(&realtime, 9, 1), [4]);
         assert!(impression_of(&realtime, 9, 0).is_empty());
         assert!(impression_of(&[ev(1, 1, Click)], 2, 5).is_empty());
+    }
+
+    /// Validating on impressions ranks each held-out click first against the rest of its
+    /// impression and leaves out clicks without one; with none at all there is no such set.
+    #[test]
+    fn impression_validation_ranks_a_click_against_its_impression() {
+        let ev = |item, ts, kind| crate::data::Event {
+            user: 0,
+            item,
+            ts,
+            kind,
+        };
+        use EventKind::Exposure;
+        let shown = [ev(4, 20, Exposure), ev(5, 20, Exposure)];
+        let moment = |realtime| Moment {
+            user: 0,
+            slow: &[],
+            realtime,
+            uploaded: &[],
+        };
+        let held = [
+            Positive {
+                moment: moment(&shown),
+                item: 9,
+            },
+            Positive {
+                moment: moment(&[]),
+                item: 3,
+            },
+        ];
+        let valid = ValidSet::impressions(&held).unwrap();
+        assert_eq!(valid.kind, Validation::Impressions);
+        assert_eq!(valid.cases.len(), 1);
+        assert_eq!(valid.cases[0].1, [9, 5, 4]);
+        assert!(ValidSet::impressions(&held[1..]).is_none());
+        let sampled = ValidSet::new(&held, 1000, 1, NegativePool::NotClicked);
+        assert!(sampled.cases.iter().all(|(_, c)| c.len() == 100));
     }
 
     #[test]

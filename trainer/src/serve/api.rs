@@ -17,7 +17,7 @@ use super::metrics::Metrics;
 use super::openapi;
 use super::ranker::{SlowInput, SlowRanker};
 use super::ratelimit::{retry_after_seconds, Limiter};
-use super::retrieval;
+use super::retrieval::{self, Retrieval};
 use super::store::Store;
 use crate::error::TrainerError;
 
@@ -79,8 +79,8 @@ pub struct AppState {
     model: RwLock<Arc<Model>>,
     pub store: Store,
     pub secret: Secret,
-    /// Candidates retrieved per feed before ranking.
-    pub pool: usize,
+    /// How feeds retrieve their candidates.
+    pub retrieval: Retrieval,
     /// The per-token rate limit, when one is set.
     pub limiter: Option<Limiter>,
     pub metrics: Metrics,
@@ -91,7 +91,7 @@ impl AppState {
         model: Model,
         store: Store,
         secret: Secret,
-        pool: usize,
+        retrieval: Retrieval,
         limiter: Option<Limiter>,
     ) -> AppState {
         let metrics = Metrics::new(store.group_sizes());
@@ -99,7 +99,10 @@ impl AppState {
             model: RwLock::new(Arc::new(model)),
             store,
             secret,
-            pool: pool.max(1),
+            retrieval: Retrieval {
+                pool: retrieval.pool.max(1),
+                ..retrieval
+            },
             limiter,
             metrics,
         }
@@ -330,19 +333,33 @@ pub async fn feed(
     let items = &model.bundle.items;
     let m = &model.bundle.manifest;
     let d = m.dim;
-    let history: Vec<u32> = state
-        .store
-        .recent_clicks(&user, m.windows.slow_history)
-        .await?
-        .iter()
-        .filter_map(|id| items.index(id))
-        .collect();
+    // Ids the bundle does not know (an item dropped from the catalogue) are skipped.
+    let known =
+        |ids: Vec<String>| -> Vec<u32> { ids.iter().filter_map(|id| items.index(id)).collect() };
+    let history = known(
+        state
+            .store
+            .recent_clicks(&user, m.windows.slow_history)
+            .await?,
+    );
     // `r̂2` from another model version came from other GRU_n weights (eq. 5): start from zeros.
     let neg_memory = match state.store.neg_memory(&user).await? {
         Some((version, v)) if version == m.model_version && v.len() == d => v,
         _ => vec![0.0; d],
     };
-    let pool = retrieval::candidates(items, &model.popular, &history, state.pool);
+    let shown = known(
+        state
+            .store
+            .recent_exposures(&user, state.retrieval.seen)
+            .await?,
+    );
+    let pool = retrieval::candidates(
+        items,
+        &model.popular,
+        &history,
+        &shown,
+        state.retrieval.pool,
+    );
     state.metrics.feed_pool(pool.len());
     let gather = |ids: &[u32]| -> Vec<f32> {
         ids.iter()

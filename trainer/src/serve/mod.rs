@@ -64,9 +64,6 @@ use api::{AppState, Model};
 use auth::Secret;
 use store::Store;
 
-/// Candidates retrieved per feed before the slow model ranks them.
-pub const DEFAULT_POOL: usize = 200;
-
 /// How to start a server.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -76,8 +73,8 @@ pub struct ServeConfig {
     pub db: String,
     pub listen: SocketAddr,
     pub secret: Secret,
-    /// Candidate pool size per feed.
-    pub pool: usize,
+    /// The feed's candidate pool and seen filter.
+    pub retrieval: retrieval::Retrieval,
     /// Timeouts and the cap on open connections.
     pub connections: Connections,
     /// The per-token rate limit; none when `None`.
@@ -118,7 +115,7 @@ pub async fn state(cfg: &ServeConfig) -> Result<Arc<AppState>> {
         model,
         store,
         cfg.secret.clone(),
-        cfg.pool,
+        cfg.retrieval,
         limiter,
     )))
 }

@@ -342,6 +342,10 @@ pub fn document(c: &Constraints) -> OpenApi {
             .summary(Some(
                 "Top k candidates ranked by the slow model, with e_i, r_t, r_n",
             ))
+            .description(Some(
+                "Items among the user's recent clicks and, with the server's seen filter \
+                 (`--seen N`), among the user's latest N uploaded exposures are left out.",
+            ))
             .parameter(
                 ParameterBuilder::new()
                     .name("k")

@@ -3,8 +3,10 @@
 //! Half of the pool (rounded up) is the items most similar to the user's history — the dot
 //! product of `e_i` with the mean embedding of the user's recent clicks, one pass over the item
 //! table (`|I|·d` multiply-adds) — and the rest is filled with the most popular items
-//! (`items.json` popularity). Items the user already clicked are left out. A user without
-//! history gets the popular items only.
+//! (`items.json` popularity). Items the user already clicked are left out, and so are the
+//! items the user was recently shown (the feed's seen filter, `slowfast serve --seen`): a
+//! feed re-serving what was just ignored only tires its user. A user without history gets the
+//! popular items only.
 //!
 //! **New items.** An item the server has no embedding for is not in `items.json` and is never
 //! served: a new item becomes servable after the next nightly round has added it to the
@@ -21,10 +23,38 @@ use super::bundle::Items;
 /// in the bundle, no click in the training data yet).
 pub const FRESH_SHARE: usize = 10;
 
-/// Up to `pool` distinct candidate indices for a user whose recent clicks are `history`.
-pub fn candidates(items: &Items, popular: &[u32], history: &[u32], pool: usize) -> Vec<u32> {
+/// How a feed's candidates are retrieved (`slowfast serve --pool --seen`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retrieval {
+    /// Candidates retrieved per feed before the slow model ranks them.
+    pub pool: usize,
+    /// The seen filter: items among the user's latest `seen` uploaded exposures are not
+    /// candidates (0: none left out).
+    pub seen: usize,
+}
+
+impl Default for Retrieval {
+    /// A pool of 200 and the seen filter over the latest 100 exposures: a day of ten visits
+    /// with ten items shown each.
+    fn default() -> Self {
+        Retrieval {
+            pool: 200,
+            seen: 100,
+        }
+    }
+}
+
+/// Up to `pool` distinct candidate indices for a user whose recent clicks are `history` and
+/// who was recently shown `shown`; neither is a candidate.
+pub fn candidates(
+    items: &Items,
+    popular: &[u32],
+    history: &[u32],
+    shown: &[u32],
+    pool: usize,
+) -> Vec<u32> {
     let mut seen = vec![false; items.len()];
-    for &h in history {
+    for &h in history.iter().chain(shown) {
         seen[h as usize] = true;
     }
     let mut out = Vec::with_capacity(pool);
@@ -156,7 +186,7 @@ mod tests {
         let it = items();
         let pop = by_popularity(&it);
         assert_eq!(pop[..3], [7, 6, 5]);
-        let c = candidates(&it, &pop, &[0], 4);
+        let c = candidates(&it, &pop, &[0], &[], 4);
         assert_eq!(c.len(), 4);
         assert!(!c.contains(&0));
         // Two similar items (along x) and then the two most popular.
@@ -178,9 +208,20 @@ mod tests {
     fn cold_user_gets_popular_items_and_pool_is_capped_by_the_catalogue() {
         let it = items();
         let pop = by_popularity(&it);
-        assert_eq!(candidates(&it, &pop, &[], 3), vec![7, 6, 5]);
-        let all = candidates(&it, &pop, &[1, 2], 100);
+        assert_eq!(candidates(&it, &pop, &[], &[], 3), vec![7, 6, 5]);
+        let all = candidates(&it, &pop, &[1, 2], &[], 100);
         assert_eq!(all.len(), 6);
+    }
+
+    #[test]
+    fn recently_shown_items_are_left_out_of_the_pool() {
+        let it = items();
+        let pop = by_popularity(&it);
+        // The most popular items were just shown: the next popular ones take their places.
+        assert_eq!(candidates(&it, &pop, &[], &[7, 6], 3), vec![5, 4, 3]);
+        let c = candidates(&it, &pop, &[0], &[1, 7], 100);
+        assert_eq!(c.len(), 5);
+        assert!(!c.iter().any(|i| [0, 1, 7].contains(i)), "{c:?}");
     }
 
     /// 30 items along x; items 20.. are new and unproven (popularity 0), and so is old item 3.
@@ -203,12 +244,12 @@ mod tests {
     fn unproven_items_get_one_place_in_ten_of_the_pool() {
         let it = with_new_items();
         let pop = by_popularity(&it);
-        let c = candidates(&it, &pop, &[0], 20);
+        let c = candidates(&it, &pop, &[0], &[], 20);
         assert_eq!(c.len(), 20);
         // Two places for the unproven items most similar to the history (the largest x).
         assert_eq!(c[..2], [29, 28]);
         // Without history: the newest unproven items, then the popular ones.
-        let cold = candidates(&it, &pop, &[], 20);
+        let cold = candidates(&it, &pop, &[], &[], 20);
         assert_eq!(cold[..2], [29, 28]);
         assert!(cold[2..].iter().all(|&i| i < 20), "{cold:?}");
         assert!(it.is_fresh(20) && !it.is_fresh(3) && !it.is_fresh(19));

@@ -90,6 +90,14 @@ pub fn normalise_url(url: &str) -> String {
     }
 }
 
+/// How the `events.kind` column names an event kind.
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Click => "click",
+        EventKind::Exposure => "exposure",
+    }
+}
+
 fn db_err(what: &str) -> impl Fn(sqlx::Error) -> TrainerError + '_ {
     move |e| TrainerError::Store(format!("{what}: {e}"))
 }
@@ -137,22 +145,37 @@ impl Store {
 
     /// The user's most recent `limit` clicked items, oldest first (the slow history `H^S`).
     pub async fn recent_clicks(&self, user: &str, limit: usize) -> Result<Vec<String>> {
+        let mut items = self.latest(user, EventKind::Click, limit).await?;
+        items.reverse();
+        Ok(items)
+    }
+
+    /// The items of the user's most recent `limit` exposures (shown, not clicked), newest
+    /// first, repeats kept: the feed's seen filter.
+    pub async fn recent_exposures(&self, user: &str, limit: usize) -> Result<Vec<String>> {
+        self.latest(user, EventKind::Exposure, limit).await
+    }
+
+    /// The items of the user's most recent `limit` events of `kind`, newest first.
+    async fn latest(&self, user: &str, kind: EventKind, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let what = format!("read the latest {}s", kind_name(kind));
         let rows = sqlx::query(
-            "SELECT item FROM events WHERE user_id = $1 AND kind = 'click' \
-             ORDER BY ts DESC, idempotency_key DESC, seq DESC LIMIT $2",
+            "SELECT item FROM events WHERE user_id = $1 AND kind = $2 \
+             ORDER BY ts DESC, idempotency_key DESC, seq DESC LIMIT $3",
         )
         .bind(user)
+        .bind(kind_name(kind))
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
-        .map_err(db_err("read history"))?;
-        let mut items = rows
-            .iter()
+        .map_err(db_err(&what))?;
+        rows.iter()
             .map(|r| r.try_get::<String, _>("item"))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_err("read history"))?;
-        items.reverse();
-        Ok(items)
+            .map_err(db_err(&what))
     }
 
     /// The user's latest uploaded `r̂2` and the model version it was computed with.
@@ -507,8 +530,8 @@ async fn insert_events(conn: &mut sqlx::AnyConnection, new: &[&NewUpload]) -> Re
     let rows: Vec<(&NewUpload, usize, &str, &WireEvent)> = new
         .iter()
         .flat_map(|u| {
-            let clicks = u.req.clicks.iter().map(|e| ("click", e));
-            let exposures = u.req.exposures.iter().map(|e| ("exposure", e));
+            let clicks = (u.req.clicks.iter()).map(|e| (kind_name(EventKind::Click), e));
+            let exposures = (u.req.exposures.iter()).map(|e| (kind_name(EventKind::Exposure), e));
             clicks
                 .chain(exposures)
                 .enumerate()
