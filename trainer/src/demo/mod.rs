@@ -100,7 +100,7 @@ impl Default for DemoConfig {
             synth: SynthConfig::default(),
             dynamics: Dynamics::live_feed(SynthConfig::default().items),
             seeds: 3,
-            // 3 seeds of 5 days with 100 phones per arm ran in 8 min 24 s on 2 cores
+            // 3 seeds of 5 days with 100 phones per arm ran in 7 min 38 s on 2 cores
             // (docs/results/demo.md), within the 10 minutes a first run may take.
             devices: 100,
             days: 5,
