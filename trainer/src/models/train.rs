@@ -882,17 +882,21 @@ impl<'a> ValidSet<'a> {
 mod tests {
     use super::*;
 
+    /// An event of user 0.
+    fn ev(item: u32, ts: i64, kind: EventKind) -> crate::data::Event {
+        crate::data::Event {
+            user: 0,
+            item,
+            ts,
+            kind,
+        }
+    }
+
     /// A click's impression: the exposures of the latest impression strictly before it (other
     /// clicks on the same feed skipped), never an earlier impression, the clicked item or a
     /// repeat, at most `n`.
     #[test]
     fn the_impression_is_the_latest_feed_shown_before_the_click() {
-        let ev = |item, ts, kind| crate::data::Event {
-            user: 0,
-            item,
-            ts,
-            kind,
-        };
         use EventKind::{Click, Exposure};
         let realtime = [
             ev(1, 10, Exposure), // an earlier feed
@@ -923,12 +927,6 @@ mod tests {
     /// impression and leaves out clicks without one; with none at all there is no such set.
     #[test]
     fn impression_validation_ranks_a_click_against_its_impression() {
-        let ev = |item, ts, kind| crate::data::Event {
-            user: 0,
-            item,
-            ts,
-            kind,
-        };
         use EventKind::Exposure;
         let shown = [ev(4, 20, Exposure), ev(5, 20, Exposure)];
         let moment = |realtime| Moment {

@@ -336,23 +336,19 @@ pub async fn feed(
     // Ids the bundle does not know (an item dropped from the catalogue) are skipped.
     let known =
         |ids: Vec<String>| -> Vec<u32> { ids.iter().filter_map(|id| items.index(id)).collect() };
-    let history = known(
-        state
-            .store
-            .recent_clicks(&user, m.windows.slow_history)
-            .await?,
-    );
+    // The three reads are independent: one round trip's wait, not three.
+    let store = &state.store;
+    let (clicks, stored_memory, exposures) = tokio::try_join!(
+        store.recent_clicks(&user, m.windows.slow_history),
+        store.neg_memory(&user),
+        store.recent_exposures(&user, state.retrieval.seen),
+    )?;
+    let (history, shown) = (known(clicks), known(exposures));
     // `r̂2` from another model version came from other GRU_n weights (eq. 5): start from zeros.
-    let neg_memory = match state.store.neg_memory(&user).await? {
+    let neg_memory = match stored_memory {
         Some((version, v)) if version == m.model_version && v.len() == d => v,
         _ => vec![0.0; d],
     };
-    let shown = known(
-        state
-            .store
-            .recent_exposures(&user, state.retrieval.seen)
-            .await?,
-    );
     let pool = retrieval::candidates(
         items,
         &model.popular,
