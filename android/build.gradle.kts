@@ -1,5 +1,5 @@
-// The slowfast Android library: the generated Kotlin bindings (package dev.slowfast, written into
-// build/generated/uniffi by `generateBindings`), the idiomatic layer (src/main/kotlin,
+// The slowfast Android library: the generated Kotlin bindings (package dev.slowfast.ffi, written into
+// build/generated/uniffi by `generateBindings`), the public API (src/main/kotlin,
 // package dev.slowfast) and the Rust library per ABI in src/main/jniLibs/<abi>/ (see README.md).
 plugins {
     id("com.android.library") version "8.7.3"

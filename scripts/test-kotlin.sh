@@ -60,7 +60,7 @@ RUN=(java -Djna.library.path="$LIBDIR" -Dslowfast.bundle="$BUNDLE"
   -cp "$WORK/classes:$KOTLIN_HOME/lib/kotlin-stdlib.jar:$CP")
 failed=0
 echo "== JUnit"
-"${RUN[@]}" org.junit.runner.JUnitCore dev.slowfast.SlowFastTest dev.slowfast.ReadmeTest | tee "$WORK/junit.log" || failed=1
+"${RUN[@]}" org.junit.runner.JUnitCore dev.slowfast.SlowFastTest dev.slowfast.AsyncTest dev.slowfast.ReadmeTest | tee "$WORK/junit.log" || failed=1
 echo "== sample app"
 "${RUN[@]}" dev.slowfast.sample.MainKt "$BUNDLE" || failed=1
 echo "== swift bindings (header and C ABI)"

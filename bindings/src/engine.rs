@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use slowfast_core::wire::FeedResponse;
-use slowfast_core::Scored;
+use slowfast_core::{Cancel, Scored};
 
 use crate::config::{Config, SyncReport};
 use crate::error::{guard, SlowFastError};
@@ -20,9 +20,33 @@ pub struct Scored {
     pub slow_score: f32,
 }
 
+/// Cancels the network calls it was given (`fetchFeed`, `syncNow`, `updateModel`): they
+/// return `Cancelled` at once, in flight or not yet started. A signal stays cancelled; use a
+/// new one per call.
+#[derive(uniffi::Object, Default)]
+pub struct Cancellation(Cancel);
+
+#[uniffi::export]
+impl Cancellation {
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Cancellation> {
+        Arc::new(Cancellation::default())
+    }
+
+    /// Cancels every call given this signal. Idempotent; callable from any thread.
+    pub fn cancel(&self) {
+        self.0.cancel()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
 /// The on-device MC²-SF engine: records clicks and exposures, keeps the negative memory
 /// `r̂2` (eq. 5), re-ranks the server's feed with the fast model (eq. 7–8) and syncs.
-/// Thread-safe; close it (Kotlin `close()`/`use {}`) to release the store.
+/// Thread-safe; close it (Kotlin `close()`/`use {}`) to release the store and its data
+/// directory. The network calls block their thread until done or cancelled.
 #[derive(uniffi::Object)]
 pub struct SlowFast(slowfast_core::SlowFast);
 
@@ -32,7 +56,14 @@ impl SlowFast {
     /// `config.initial_bundle`). Touches no network.
     #[uniffi::constructor]
     pub fn new(config: Config) -> Result<Arc<SlowFast>, SlowFastError> {
-        guard(|| slowfast_core::SlowFast::open(config.into())).map(|e| Arc::new(SlowFast(e)))
+        let config = slowfast_core::Config::try_from(config)?;
+        guard(|| slowfast_core::SlowFast::open(config)).map(|e| Arc::new(SlowFast(e)))
+    }
+
+    /// Replaces the bearer token; calls started afterwards send the new one. A token that
+    /// names another user than the engine's is refused with `InvalidConfig`.
+    pub fn set_token(&self, token: String) -> Result<(), SlowFastError> {
+        guard(|| self.0.set_token(&token))
     }
 
     /// Records a click on `item` at `ts_ms` (Unix ms). Durable when it returns.
@@ -50,19 +81,29 @@ impl SlowFast {
         guard(|| self.0.rerank(&feed))
     }
 
-    /// `GET /v1/feed?k=K`: the server's top `k` (1..=500) candidates with their priors.
-    pub fn fetch_feed(&self, k: u32) -> Result<FeedResponse, SlowFastError> {
-        guard(|| self.0.fetch_feed(k as usize))
+    /// The server's top `k` (1..=500) candidates with their priors; kept as `lastFeed`.
+    /// Blocks until done or cancelled.
+    pub fn fetch_feed(&self, k: i32, cancel: &Cancellation) -> Result<FeedResponse, SlowFastError> {
+        let k = usize::try_from(k).unwrap_or(0);
+        guard(|| self.0.fetch_feed(k, &cancel.0))
     }
 
-    /// Uploads `r̂2` and pending events when a time or count threshold says so.
-    pub fn sync_now(&self) -> Result<SyncReport, SlowFastError> {
-        guard(|| self.0.sync_now()).map(SyncReport::from)
+    /// The last feed fetched for the installed model, kept durably with its priors: what to
+    /// re-rank while the network is down.
+    pub fn last_feed(&self) -> Result<Option<FeedResponse>, SlowFastError> {
+        guard(|| self.0.last_feed())
+    }
+
+    /// Uploads `r̂2` and pending events when a time or count threshold says so. Blocks until
+    /// done or cancelled.
+    pub fn sync_now(&self, cancel: &Cancellation) -> Result<SyncReport, SlowFastError> {
+        guard(|| self.0.sync_now(&cancel.0)).map(SyncReport::from)
     }
 
     /// Downloads, verifies and installs a newer bundle; returns whether the model changed.
-    pub fn update_model(&self) -> Result<bool, SlowFastError> {
-        guard(|| self.0.update_model())
+    /// Blocks until done or cancelled.
+    pub fn update_model(&self, cancel: &Cancellation) -> Result<bool, SlowFastError> {
+        guard(|| self.0.update_model(&cancel.0))
     }
 
     /// Verifies the bundle in directory `dir` and installs it atomically.
@@ -81,7 +122,7 @@ impl SlowFast {
     }
 
     /// Events recorded but not yet acknowledged by the server.
-    pub fn pending_uploads(&self) -> Result<u64, SlowFastError> {
-        guard(|| self.0.pending_uploads()).map(|n| n as u64)
+    pub fn pending_uploads(&self) -> Result<i64, SlowFastError> {
+        guard(|| self.0.pending_uploads()).map(|n| i64::try_from(n).unwrap_or(i64::MAX))
     }
 }

@@ -10,7 +10,7 @@ mod error;
 mod wire;
 
 pub use config::{default_config, Config, SyncReport};
-pub use engine::SlowFast;
+pub use engine::{Cancellation, SlowFast};
 pub use error::SlowFastError;
 
 uniffi::setup_scaffolding!("slowfast");

@@ -13,6 +13,7 @@
 //! longer) whose embeddings are then known — the same recompute as after a model change.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,10 +24,11 @@ use crate::error::{Result, SlowFastError};
 use crate::manifest::{Manifest, DEVICE_FILES, MANIFEST_JSON};
 use crate::model::DeviceModel;
 use crate::store::{Batch, BundleFiles, Durability, EventKind, Store, STORE_FILE};
-use crate::sync::{Conditional, SyncClient};
+use crate::sync::{Cancel, Conditional, SyncClient};
 use crate::window::{Window, WindowEvent};
 use crate::wire::{
-    FeedResponse, UploadRequest, WireEvent, MAX_EVENTS_PER_UPLOAD, MAX_FEED_K, MAX_ID_BYTES,
+    FeedResponse, SignedToken, UploadRequest, WireEvent, MAX_EVENTS_PER_UPLOAD, MAX_FEED_K,
+    MAX_ID_BYTES,
 };
 
 /// Exposures retained for recomputing `r̂2` (at least this many; more if the exposure window
@@ -34,6 +36,8 @@ use crate::wire::{
 pub const NEG_LOG_LEN: usize = 200;
 /// Most batches one `sync_now` uploads (each up to `MAX_EVENTS_PER_UPLOAD` events).
 pub const MAX_BATCHES_PER_SYNC: usize = 16;
+/// The file in the data directory an open engine holds an exclusive lock on.
+pub const LOCK_FILE: &str = "slowfast.lock";
 
 /// How to open an engine. [`Config::new`] fills in the defaults.
 #[derive(Clone, Debug)]
@@ -42,7 +46,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The sync server, e.g. `https://sync.example.com` (the `/v1` prefix is added).
     pub server_url: String,
-    /// Bearer token; it names the user to the server.
+    /// Bearer token; it names the user to the server. A token in the sync server's format
+    /// ([`crate::wire::TokenClaims`]) must name [`Config::user`]; other tokens are passed on
+    /// as they are. Replace it on an open engine with [`SlowFast::set_token`].
     pub token: String,
     /// The user the store belongs to; opening a store created for another user is refused.
     pub user: String,
@@ -105,7 +111,7 @@ impl Config {
         if self.sync_max_events == 0 {
             return bad("config.sync_max_events must be positive");
         }
-        Ok(())
+        check_token_user(&self.token, &self.user)
     }
 }
 
@@ -140,13 +146,20 @@ pub struct SyncReport {
 }
 
 /// The device runtime. `Send + Sync`; every method takes `&self`. Only `sync_now`,
-/// `upload_pending`, `fetch_feed` and `update_model` touch the network, and they never hold
-/// the lock that recording and re-ranking take while a request is in flight.
+/// `upload_pending`, `fetch_feed` and `update_model` touch the network; each blocks its
+/// caller's thread until done or cancelled ([`Cancel`]), and none holds the lock that
+/// recording and re-ranking take, nor waits for another kind of network call, while a request
+/// is in flight. One engine per data directory: a second one is refused with
+/// [`SlowFastError::InUse`] until the first is dropped.
 pub struct SlowFast {
     state: Mutex<Engine>,
-    /// Serialises the network calls so two syncs never send the same batch concurrently.
-    net: Mutex<()>,
+    /// Serialises uploads so two syncs never send the same batch concurrently.
+    uploading: Mutex<()>,
+    /// Serialises model updates.
+    updating: Mutex<()>,
     client: SyncClient,
+    /// Holds the data directory's exclusive lock while the engine lives.
+    _dir_lock: File,
 }
 
 struct Engine {
@@ -174,7 +187,9 @@ impl SlowFast {
     /// `update_model`/`install_bundle`).
     pub fn open(config: Config) -> Result<SlowFast> {
         config.validate()?;
+        let client = SyncClient::new(&config.server_url, &config.token, config.http_timeout_ms)?;
         std::fs::create_dir_all(&config.data_dir)?;
+        let dir_lock = lock_dir(&config.data_dir)?;
         let mut store = Store::open(&config.data_dir.join(STORE_FILE), config.durability)?;
         store.bind_user(&config.user)?;
         let log_len = config.exposure_window.max(NEG_LOG_LEN);
@@ -189,16 +204,24 @@ impl SlowFast {
             config,
         };
         engine.restore()?;
-        let client = SyncClient::new(
-            &engine.config.server_url,
-            &engine.config.token,
-            engine.config.http_timeout_ms,
-        );
         Ok(SlowFast {
             state: Mutex::new(engine),
-            net: Mutex::new(()),
+            uploading: Mutex::new(()),
+            updating: Mutex::new(()),
             client,
+            _dir_lock: dir_lock,
         })
+    }
+
+    /// Replaces the bearer token (after the app refreshed it): calls started afterwards send
+    /// the new one. A token in the sync server's format that names another user than the
+    /// engine's is refused with [`SlowFastError::Config`] and the old token kept.
+    pub fn set_token(&self, token: &str) -> Result<()> {
+        let mut st = self.lock()?;
+        check_token_user(token, &st.config.user)?;
+        st.config.token = token.to_string();
+        self.client.set_token(token);
+        Ok(())
     }
 
     /// Records a click on `item` at `ts_ms` (Unix ms). Durable when it returns.
@@ -262,31 +285,41 @@ impl SlowFast {
     }
 
     /// `GET /v1/feed?k=K`: the server's top `k` (1 ..= 500) candidates with their priors.
-    /// Their embeddings enter the cache when the feed is for the installed model version.
-    pub fn fetch_feed(&self, k: usize) -> Result<FeedResponse> {
+    /// A feed for the installed model version is checked, its embeddings enter the cache and
+    /// it is kept as [`Self::last_feed`].
+    pub fn fetch_feed(&self, k: usize, cancel: &Cancel) -> Result<FeedResponse> {
         if k == 0 || k > MAX_FEED_K {
             return Err(SlowFastError::InvalidArgument(format!(
                 "k = {k}, expected 1..={MAX_FEED_K}"
             )));
         }
-        let _net = self.net_lock()?;
-        let feed = self.client.feed(k)?;
+        let feed = self.client.feed(k, cancel)?;
         let mut st = self.lock()?;
         if let Some(model) = st.model.clone() {
             if feed.model_version == model.manifest().model_version {
                 check_feed(model.manifest(), &feed)?;
                 st.ingest(&feed)?;
+                st.store.save_last_feed(&feed)?;
             }
         }
         Ok(feed)
+    }
+
+    /// The last feed [`Self::fetch_feed`] returned for the installed model, kept durably with
+    /// its priors: what to re-rank while the network is down. `None` before the first feed
+    /// and after a model change (a feed is only valid for the model that computed it).
+    pub fn last_feed(&self) -> Result<Option<FeedResponse>> {
+        let st = self.lock()?;
+        let feed = st.store.last_feed()?;
+        Ok(feed.filter(|f| st.version() == Some(f.model_version.as_str())))
     }
 
     /// Uploads `r̂2` and the events recorded since the last acknowledged upload when a
     /// threshold says so: `sync_max_events` pending, or `sync_interval_ms` since the last
     /// upload, or a batch left in flight by an earlier failure or crash. After a failed call,
     /// later calls are skipped until the backoff delay ran out. See [`Self::upload_pending`].
-    pub fn sync_now(&self) -> Result<SyncReport> {
-        self.sync(false)
+    pub fn sync_now(&self, cancel: &Cancel) -> Result<SyncReport> {
+        self.sync(false, cancel)
     }
 
     /// Uploads everything pending now, ignoring thresholds and backoff.
@@ -296,17 +329,17 @@ impl SlowFast {
     /// de-duplicates). A transient failure (network, 5xx, 408, 429) is retried twice inside
     /// the call with exponential backoff and jitter ([`crate::backoff`]). Uploads need an
     /// installed model: `r̂2` is tagged with its version.
-    pub fn upload_pending(&self) -> Result<SyncReport> {
-        self.sync(true)
+    pub fn upload_pending(&self, cancel: &Cancel) -> Result<SyncReport> {
+        self.sync(true, cancel)
     }
 
     /// Asks the server for a newer bundle (conditional GET on the manifest's ETag); downloads,
     /// verifies (hashes, shapes, tract load) and installs it atomically. Returns whether the
     /// model changed. A bundle that fails verification is refused and the old one kept.
-    pub fn update_model(&self) -> Result<bool> {
-        let _net = self.net_lock()?;
+    pub fn update_model(&self, cancel: &Cancel) -> Result<bool> {
+        let _updating = self.updating.lock().unwrap_or_else(|p| p.into_inner());
         let etag = self.lock()?.store.bundle_etag()?;
-        let (manifest_bytes, etag) = match self.client.model_file(None, etag.as_deref())? {
+        let (manifest_bytes, etag) = match self.client.model_file(None, etag.as_deref(), cancel)? {
             Conditional::NotModified => return Ok(false),
             Conditional::Fetched { bytes, etag } => (bytes, etag),
         };
@@ -316,7 +349,7 @@ impl SlowFast {
         }
         let mut files = BTreeMap::new();
         for name in DEVICE_FILES {
-            match self.client.model_file(Some(name), None)? {
+            match self.client.model_file(Some(name), None, cancel)? {
                 Conditional::Fetched { bytes, .. } => {
                     files.insert(name.to_string(), bytes);
                 }
@@ -361,8 +394,8 @@ impl SlowFast {
         self.lock()?.store.pending_count()
     }
 
-    fn sync(&self, force: bool) -> Result<SyncReport> {
-        let _net = self.net_lock()?;
+    fn sync(&self, force: bool, cancel: &Cancel) -> Result<SyncReport> {
+        let _uploading = self.uploading.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = SyncReport::default();
         for round in 0..MAX_BATCHES_PER_SYNC {
             let batch = {
@@ -375,7 +408,7 @@ impl SlowFast {
                     }
                 }
             };
-            let result = self.upload_with_retries(&batch.request, &mut report);
+            let result = self.upload_with_retries(&batch.request, &mut report, cancel);
             let mut st = self.lock()?;
             match result {
                 Ok(resp) => {
@@ -385,6 +418,8 @@ impl SlowFast {
                     report.uploaded_clicks += batch.request.clicks.len();
                     report.uploaded_exposures += batch.request.exposures.len();
                 }
+                // The batch stays in flight: the next sync sends it with the same key.
+                Err(SlowFastError::Cancelled) => return Err(SlowFastError::Cancelled),
                 Err(e) => {
                     if let SlowFastError::Conflict { .. } = e {
                         // Nothing of this batch is stored under its key: the same events go
@@ -407,10 +442,11 @@ impl SlowFast {
         &self,
         request: &UploadRequest,
         report: &mut SyncReport,
+        cancel: &Cancel,
     ) -> Result<crate::wire::UploadResponse> {
         let mut attempt = 0;
         loop {
-            match self.client.upload(request) {
+            match self.client.upload(request, cancel) {
                 Err(e)
                     if e.is_transient()
                         && attempt < backoff::RETRIES
@@ -418,7 +454,7 @@ impl SlowFast {
                 {
                     tracing::debug!("upload failed ({e}); retrying");
                     let wait = backoff::jittered_ms(attempt).max(e.retry_after_ms());
-                    std::thread::sleep(std::time::Duration::from_millis(wait));
+                    self.client.pause(wait, cancel)?;
                     attempt += 1;
                     report.retries += 1;
                 }
@@ -436,10 +472,6 @@ impl SlowFast {
     /// For the infallible getters: the state read is a plain value, valid even after a panic.
     fn lock_anyway(&self) -> MutexGuard<'_, Engine> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn net_lock(&self) -> Result<MutexGuard<'_, ()>> {
-        Ok(self.net.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -737,6 +769,36 @@ fn read_bundle_dir(dir: &Path) -> Result<BundleFiles> {
         files.insert(name.to_string(), read(name)?);
     }
     Ok((manifest, files))
+}
+
+/// Takes the exclusive lock of `dir`'s [`LOCK_FILE`]; [`SlowFastError::InUse`] when another
+/// engine, in this process or another, holds it. The operating system releases it when the
+/// process dies.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(SlowFastError::InUse {
+            dir: dir.display().to_string(),
+        }),
+        Err(TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// A token in the sync server's format must name `user`; other tokens pass unread.
+fn check_token_user(token: &str, user: &str) -> Result<()> {
+    let claims = SignedToken::parse(token).and_then(|t| t.claims());
+    match claims {
+        Ok(c) if c.user != user => Err(SlowFastError::Config(format!(
+            "the token is for user {:?}, this engine's store is for {user:?}",
+            c.user
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn check_id(item: &str) -> Result<()> {

@@ -32,12 +32,31 @@ pub enum SlowFastError {
     #[error("no model bundle installed")]
     NoModel,
     /// A feed computed by a model version other than the installed one.
-    #[error("feed is for model {feed}, the device runs {device}; call update_model")]
+    #[error("feed is for model {feed}, the device runs {device}; update the model first")]
     VersionMismatch { feed: String, device: String },
     /// The server could not be reached or the connection failed (timeout, DNS, TLS, reset).
     #[error("network: {0}")]
     Network(String),
-    /// The server answered with an error status; `code` and `message` come from its
+    /// The configuration cannot work: a server URL that does not parse as `http(s)://…`, a
+    /// token minted for another user than the engine's. Retrying does not help.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Another engine holds this data directory (in this process or another). One engine per
+    /// directory: close the other one first.
+    #[error("the data directory {dir} is in use by another engine; close that one first")]
+    InUse { dir: String },
+    /// The call was cancelled by its caller ([`crate::Cancel`]) before it finished. What it
+    /// had done stays done; a batch in flight is resent with its key by the next sync.
+    #[error("cancelled")]
+    Cancelled,
+    /// The server refused the token (401): missing, malformed, expired or signed with another
+    /// secret. Set a fresh one ([`crate::SlowFast::set_token`]).
+    #[error("unauthorized (401): {message}")]
+    Unauthorized { message: String },
+    /// The server understood the token and refused the request for its user (403).
+    #[error("forbidden (403): {message}")]
+    Forbidden { message: String },
+    /// The server answered with another error status; `code` and `message` come from its
     /// `ErrorBody` when it sent one.
     #[error("server rejected the request ({status} {code}): {message}")]
     Server {
@@ -76,6 +95,18 @@ impl SlowFastError {
         match self {
             SlowFastError::RateLimited { retry_after_ms, .. } => *retry_after_ms,
             _ => 0,
+        }
+    }
+
+    /// The HTTP status the server answered with, for the errors that carry one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            SlowFastError::Unauthorized { .. } => Some(401),
+            SlowFastError::Forbidden { .. } => Some(403),
+            SlowFastError::Conflict { .. } => Some(409),
+            SlowFastError::RateLimited { .. } => Some(429),
+            SlowFastError::Server { status, .. } => Some(*status),
+            _ => None,
         }
     }
 }

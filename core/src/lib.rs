@@ -17,6 +17,7 @@ pub mod window;
 pub mod window_gru;
 pub mod wire;
 
-pub use engine::{Config, Scored, SlowFast, SyncReport, NEG_LOG_LEN};
+pub use engine::{Config, Scored, SlowFast, SyncReport, LOCK_FILE, NEG_LOG_LEN};
 pub use error::{Result, SlowFastError};
 pub use store::Durability;
+pub use sync::Cancel;

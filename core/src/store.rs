@@ -8,7 +8,7 @@
 //! | `neg_memory` | `r̂2` (eq. 5), the model version it was computed with, and a checksum |
 //! | `embeddings` | the item-embedding cache, with an insertion tick for LRU pruning |
 //! | `bundle` | the installed model bundle's files, `manifest.json` included |
-//! | `meta` | schema version, upload cursor, last upload time, the bundle's ETag |
+//! | `meta` | schema version, upload cursor, last upload time, the bundle's ETag, the last feed (JSON) |
 //!
 //! Every write that a public call acknowledges is one SQLite transaction, so after a crash at
 //! any point the store holds either all of it or none of it. What a committed transaction
@@ -26,7 +26,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::error::{Result, SlowFastError};
 use crate::manifest::{sha256_hex, MANIFEST_JSON};
-use crate::wire::UploadRequest;
+use crate::wire::{FeedResponse, UploadRequest};
 
 /// What an acknowledged write (a recorded event, an acknowledged upload, an installed bundle)
 /// survives.
@@ -440,6 +440,28 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Keeps `feed` as the last feed (one row, replaced by the next).
+    pub fn save_last_feed(&self, feed: &FeedResponse) -> Result<()> {
+        set_meta(&self.conn, "last_feed", serde_json::to_vec(feed)?)
+    }
+
+    /// The feed [`Self::save_last_feed`] kept; one that does not decode is
+    /// [`SlowFastError::StoreCorrupt`].
+    pub fn last_feed(&self) -> Result<Option<FeedResponse>> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_feed'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        bytes
+            .map(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|e| SlowFastError::StoreCorrupt(format!("last feed: {e}")))
+            })
+            .transpose()
     }
 
     /// Ties the store to `user` on first use; a store created for another user is refused.

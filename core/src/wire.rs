@@ -174,3 +174,55 @@ mod tests {
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"item":"a","ts":7}"#);
     }
 }
+
+/// What a sync token says: `base64url(user "|" expiry) "." base64url(signature)`, base64url
+/// without padding, `expiry` in Unix seconds, the user everything before the last `|` (so ids
+/// may contain `|`). The server checks the signature (HMAC-SHA256 with its secret); the device,
+/// which has no secret, reads the user to check that a token is for its store's user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub user: String,
+    /// Unix seconds.
+    pub expiry: i64,
+}
+
+/// A token split into its decoded payload and signature bytes.
+pub struct SignedToken {
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl SignedToken {
+    /// Splits and decodes `payload.signature`; the reason when the token is not of that form.
+    pub fn parse(token: &str) -> Result<SignedToken, &'static str> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let (payload, signature) = token
+            .split_once('.')
+            .ok_or("malformed token: expected `payload.signature`")?;
+        Ok(SignedToken {
+            payload: URL_SAFE_NO_PAD
+                .decode(payload)
+                .map_err(|_| "malformed token: payload is not base64url")?,
+            signature: URL_SAFE_NO_PAD
+                .decode(signature)
+                .map_err(|_| "malformed token: signature is not base64url")?,
+        })
+    }
+
+    /// The claims of the payload (not verified: that needs the server's secret).
+    pub fn claims(&self) -> Result<TokenClaims, &'static str> {
+        let payload =
+            std::str::from_utf8(&self.payload).map_err(|_| "malformed token: not UTF-8")?;
+        let (user, expiry) = payload
+            .rsplit_once('|')
+            .ok_or("malformed token: no expiry")?;
+        let expiry = expiry
+            .parse()
+            .map_err(|_| "malformed token: expiry is not a number")?;
+        Ok(TokenClaims {
+            user: user.to_string(),
+            expiry,
+        })
+    }
+}

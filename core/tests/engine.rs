@@ -4,7 +4,7 @@ mod common;
 
 use common::{bundle_as_version, bundle_dir, feed, fixture_manifest, serve_bundle, start};
 use slowfast_core::model::DeviceModel;
-use slowfast_core::{Config, SlowFast, SlowFastError};
+use slowfast_core::{Cancel, Config, SlowFast, SlowFastError};
 
 const TOKEN: &str = "t0ken";
 
@@ -181,7 +181,7 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         Err(SlowFastError::VersionMismatch { .. })
     ));
     assert!(matches!(
-        sf.fetch_feed(0),
+        sf.fetch_feed(0, &Cancel::default()),
         Err(SlowFastError::InvalidArgument(_))
     ));
     assert_eq!(sf.pending_uploads().unwrap(), 0);
@@ -219,7 +219,7 @@ fn uploads_retried_after_server_errors_reuse_the_key_and_are_stored_once() {
     }
     // Two failures are retried inside the call.
     server.state.lock().unwrap().fail_uploads = 2;
-    let r = sf.upload_pending().unwrap();
+    let r = sf.upload_pending(&Cancel::default()).unwrap();
     assert_eq!((r.uploaded_clicks, r.uploaded_exposures), (3, 3));
     assert_eq!(r.retries, 2);
     assert_eq!(r.pending, 0);
@@ -241,7 +241,7 @@ fn uploads_retried_after_server_errors_reuse_the_key_and_are_stored_once() {
         st.lose_answers = 1;
         st.fail_uploads = 0;
     }
-    let r = sf.upload_pending().unwrap();
+    let r = sf.upload_pending(&Cancel::default()).unwrap();
     assert_eq!((r.batches, r.duplicates, r.retries), (1, 1, 1));
     let st = server.state.lock().unwrap();
     assert_eq!(st.stored.len(), 2);
@@ -257,7 +257,7 @@ fn a_rate_limited_upload_waits_for_the_servers_retry_after() {
     sf.record_click("a", 1).unwrap();
     // A short Retry-After is waited out inside the call, longer than the jittered step.
     server.state.lock().unwrap().rate_limit = (1, 1);
-    let r = sf.upload_pending().unwrap();
+    let r = sf.upload_pending(&Cancel::default()).unwrap();
     assert_eq!((r.batches, r.retries), (1, 1));
     {
         let st = server.state.lock().unwrap();
@@ -271,14 +271,14 @@ fn a_rate_limited_upload_waits_for_the_servers_retry_after() {
     // A long one ends the call at once, typed, and holds threshold-driven syncs back.
     sf.record_click("b", 2).unwrap();
     server.state.lock().unwrap().rate_limit = (1, 120);
-    match sf.upload_pending() {
+    match sf.upload_pending(&Cancel::default()) {
         Err(SlowFastError::RateLimited { retry_after_ms, .. }) => {
             assert_eq!(retry_after_ms, 120_000)
         }
         other => panic!("expected RateLimited, got {other:?}"),
     }
     assert_eq!(server.state.lock().unwrap().received.len(), 3);
-    let r = sf.sync_now().unwrap();
+    let r = sf.sync_now(&Cancel::default()).unwrap();
     assert!(r.skipped && r.backoff_ms > 110_000, "{r:?}");
     assert_eq!(
         server.state.lock().unwrap().received.len(),
@@ -297,11 +297,11 @@ fn a_conflicting_key_is_a_typed_error_and_the_batch_goes_again_under_a_new_key()
     sf.record_exposure("b", 2).unwrap();
     server.state.lock().unwrap().conflicts = 1;
     assert!(matches!(
-        sf.upload_pending(),
+        sf.upload_pending(&Cancel::default()),
         Err(SlowFastError::Conflict { .. })
     ));
     assert_eq!(sf.pending_uploads().unwrap(), 2, "nothing acknowledged");
-    let r = sf.upload_pending().unwrap();
+    let r = sf.upload_pending(&Cancel::default()).unwrap();
     assert_eq!((r.uploaded_clicks, r.uploaded_exposures), (1, 1));
     let st = server.state.lock().unwrap();
     assert_eq!(st.received.len(), 2);
@@ -323,14 +323,14 @@ fn a_batch_left_in_flight_is_resent_with_its_key_after_a_restart() {
         sf.record_click("a", 1).unwrap();
         server.state.lock().unwrap().fail_uploads = 3;
         assert!(matches!(
-            sf.upload_pending(),
+            sf.upload_pending(&Cancel::default()),
             Err(SlowFastError::Server { status: 500, .. })
         ));
         assert_eq!(sf.pending_uploads().unwrap(), 1);
         sf.record_click("b", 2).unwrap();
     }
     let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
-    let r = sf.upload_pending().unwrap();
+    let r = sf.upload_pending(&Cancel::default()).unwrap();
     assert_eq!(r.batches, 2, "the old batch, then one with the newer click");
     let st = server.state.lock().unwrap();
     assert_eq!(
@@ -360,14 +360,14 @@ fn offline_recording_catches_up_once_the_server_is_back() {
     for i in 0..25 {
         sf.record_exposure(&format!("e{i}"), i).unwrap();
     }
-    let err = sf.sync_now().unwrap_err();
+    let err = sf.sync_now(&Cancel::default()).unwrap_err();
     assert!(matches!(err, SlowFastError::Network(_)), "{err}");
     // The failure backs off the next threshold-driven sync.
-    let r = sf.sync_now().unwrap();
+    let r = sf.sync_now(&Cancel::default()).unwrap();
     assert!(r.skipped && r.backoff_ms > 0, "{r:?}");
     assert_eq!(sf.pending_uploads().unwrap(), 25);
     let server = common::start_on(addr, TOKEN);
-    let r = sf.upload_pending().unwrap();
+    let r = sf.upload_pending(&Cancel::default()).unwrap();
     assert_eq!(r.uploaded_exposures, 25);
     assert_eq!(sf.pending_uploads().unwrap(), 0);
     let st = server.state.lock().unwrap();
@@ -391,13 +391,13 @@ fn sync_now_uploads_only_when_a_threshold_is_reached() {
     c.sync_interval_ms = u64::MAX;
     let sf = SlowFast::open(c).unwrap();
     sf.record_click("a", 1).unwrap();
-    assert_eq!(sf.sync_now().unwrap().batches, 1);
+    assert_eq!(sf.sync_now(&Cancel::default()).unwrap().batches, 1);
     sf.record_click("b", 2).unwrap();
     sf.record_click("c", 3).unwrap();
-    let r = sf.sync_now().unwrap();
+    let r = sf.sync_now(&Cancel::default()).unwrap();
     assert!(r.skipped && r.pending == 2, "{r:?}");
     sf.record_click("d", 4).unwrap();
-    let r = sf.sync_now().unwrap();
+    let r = sf.sync_now(&Cancel::default()).unwrap();
     assert_eq!((r.skipped, r.uploaded_clicks, r.pending), (false, 3, 0));
 }
 
@@ -408,7 +408,7 @@ fn fetch_feed_caches_embeddings_for_later_history() {
     server.state.lock().unwrap().feed = Some(feed(&m.model_version, &["p", "q", "r"], m.dim));
     let dir = tempfile::tempdir().unwrap();
     let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
-    let f = sf.fetch_feed(2).unwrap();
+    let f = sf.fetch_feed(2, &Cancel::default()).unwrap();
     assert_eq!(f.items.len(), 2);
     sf.record_exposure("q", 1).unwrap();
     let step = model()
@@ -419,12 +419,153 @@ fn fetch_feed_caches_embeddings_for_later_history() {
     bad.token = "wrong".into();
     drop(sf);
     let sf = SlowFast::open(bad).unwrap();
-    match sf.fetch_feed(2) {
-        Err(SlowFastError::Server {
-            status: 401, code, ..
-        }) => assert_eq!(code, "unauthorized"),
+    match sf.fetch_feed(2, &Cancel::default()) {
+        Err(e @ SlowFastError::Unauthorized { .. }) => {
+            assert_eq!(e.http_status(), Some(401));
+            assert!(!e.is_transient());
+        }
         other => panic!("expected 401, got {other:?}"),
     }
+}
+
+#[test]
+fn a_feed_is_fetched_while_a_sync_waits_on_the_server_and_a_cancelled_sync_returns_at_once() {
+    let server = start(TOKEN);
+    let m = fixture_manifest();
+    server.state.lock().unwrap().feed = Some(feed(&m.model_version, &["p", "q"], m.dim));
+    server.state.lock().unwrap().hold_uploads = true;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), &server.url);
+    // Longer than the test: nothing below may pass by a timeout.
+    c.http_timeout_ms = 600_000;
+    let sf = std::sync::Arc::new(SlowFast::open(c).unwrap());
+    sf.record_click("p", 1).unwrap();
+    let cancel = Cancel::new();
+    let sync = {
+        let (sf, cancel) = (sf.clone(), cancel.clone());
+        std::thread::spawn(move || sf.upload_pending(&cancel))
+    };
+    while server.state.lock().unwrap().received.is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The upload is in flight and held by the server: a feed does not queue behind it.
+    let f = sf.fetch_feed(2, &Cancel::default()).unwrap();
+    assert_eq!(f.items.len(), 2);
+    sf.record_exposure("q", 2).unwrap();
+    assert!(
+        !sync.is_finished(),
+        "the held upload cannot have been answered"
+    );
+    cancel.cancel();
+    assert!(matches!(
+        sync.join().unwrap(),
+        Err(SlowFastError::Cancelled)
+    ));
+    // Nothing acknowledged, nothing lost: both events still wait for upload.
+    assert_eq!(sf.pending_uploads().unwrap(), 2);
+    // A cancelled signal stops a later call before it starts.
+    assert!(matches!(
+        sf.fetch_feed(2, &cancel),
+        Err(SlowFastError::Cancelled)
+    ));
+    server.state.lock().unwrap().hold_uploads = false;
+    let report = sf.upload_pending(&Cancel::default()).unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(
+        report.uploaded_clicks + report.uploaded_exposures,
+        2,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_forbidden_feed_a_bad_url_and_a_token_for_another_user_are_typed_errors() {
+    let server = start(TOKEN);
+    server.state.lock().unwrap().forbid_feed = true;
+    let dir = tempfile::tempdir().unwrap();
+    let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
+    let e = sf.fetch_feed(2, &Cancel::default()).unwrap_err();
+    assert!(
+        matches!(e, SlowFastError::Forbidden { .. }) && e.http_status() == Some(403),
+        "{e:?}"
+    );
+    drop(sf);
+    for url in ["sync.example.com", "ftp://sync.example.com", "https://"] {
+        let e = SlowFast::open(config(dir.path(), url)).err();
+        assert!(matches!(e, Some(SlowFastError::Config(_))), "{url}: {e:?}");
+    }
+    // A token in the server's format names its user; one for another user is refused.
+    let token_for = |user: &str| {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(format!("{user}|4102444800")),
+            URL_SAFE_NO_PAD.encode(b"signature")
+        )
+    };
+    let mut foreign = config(dir.path(), &server.url);
+    foreign.token = token_for("u2");
+    assert!(matches!(
+        SlowFast::open(foreign),
+        Err(SlowFastError::Config(_))
+    ));
+    let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
+    assert!(matches!(
+        sf.set_token(&token_for("u2")),
+        Err(SlowFastError::Config(_))
+    ));
+    // A new token for the engine's user is sent by the calls that follow.
+    sf.set_token(&token_for("u1")).unwrap();
+    {
+        let mut st = server.state.lock().unwrap();
+        st.forbid_feed = false;
+        st.token = token_for("u1");
+        let m = fixture_manifest();
+        st.feed = Some(feed(&m.model_version, &["p"], m.dim));
+    }
+    assert_eq!(sf.fetch_feed(1, &Cancel::default()).unwrap().items.len(), 1);
+}
+
+#[test]
+fn a_second_engine_on_the_same_directory_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SlowFast::open(config(dir.path(), "http://127.0.0.1:9")).unwrap();
+    first.record_click("a", 1).unwrap();
+    match SlowFast::open(config(dir.path(), "http://127.0.0.1:9")) {
+        Err(SlowFastError::InUse { dir: d }) => assert_eq!(d, dir.path().display().to_string()),
+        other => panic!("expected InUse, got {:?}", other.err()),
+    }
+    // The refused open changed nothing: the first engine goes on.
+    first.record_click("b", 2).unwrap();
+    drop(first);
+    let second = SlowFast::open(config(dir.path(), "http://127.0.0.1:9")).unwrap();
+    assert_eq!(second.pending_uploads().unwrap(), 2);
+}
+
+#[test]
+fn the_last_feed_survives_a_restart_and_is_dropped_with_its_model() {
+    let server = start(TOKEN);
+    let m = fixture_manifest();
+    server.state.lock().unwrap().feed = Some(feed(&m.model_version, &["p", "q", "r"], m.dim));
+    let dir = tempfile::tempdir().unwrap();
+    let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
+    assert_eq!(sf.last_feed().unwrap(), None);
+    let fetched = sf.fetch_feed(3, &Cancel::default()).unwrap();
+    drop(sf);
+    drop(server);
+    // Offline after a restart: the kept feed, priors included, re-ranks as the fetched one did.
+    let sf = SlowFast::open(config(dir.path(), "http://127.0.0.1:9")).unwrap();
+    let kept = sf.last_feed().unwrap().expect("the last feed is kept");
+    assert_eq!(kept, fetched);
+    assert_eq!(sf.rerank(&kept).unwrap().len(), 3);
+    let other = bundle_as_version(&dir.path().join("v2"), "v2");
+    sf.install_bundle(&other).unwrap();
+    assert_eq!(
+        sf.last_feed().unwrap(),
+        None,
+        "a feed is for the model that made it"
+    );
 }
 
 #[test]
@@ -442,11 +583,11 @@ fn a_model_swap_mid_session_recomputes_neg_memory_from_the_exposure_log() {
     assert_ne!(sf.neg_memory(), vec![0.0; m.dim]);
     // No bundle on the server yet.
     assert!(matches!(
-        sf.update_model(),
+        sf.update_model(&Cancel::default()),
         Err(SlowFastError::Server { status: 404, .. })
     ));
     server.state.lock().unwrap().bundle = Some(serve_bundle(&v2));
-    assert!(sf.update_model().unwrap());
+    assert!(sf.update_model(&Cancel::default()).unwrap());
     assert_eq!(sf.model_version().as_deref(), Some("v2"));
     // The old embeddings are gone with the old model; r̂2 waits for the new ones.
     assert_eq!(sf.neg_memory(), vec![0.0; m.dim]);
@@ -469,7 +610,7 @@ fn a_model_swap_mid_session_recomputes_neg_memory_from_the_exposure_log() {
         .unwrap();
     assert_eq!(sf.neg_memory(), expect);
     // The same bundle again: 304, nothing changes.
-    assert!(!sf.update_model().unwrap());
+    assert!(!sf.update_model(&Cancel::default()).unwrap());
     // The swap is durable.
     drop(sf);
     let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
@@ -493,7 +634,7 @@ fn a_corrupt_bundle_is_refused_and_the_old_one_kept() {
     let sf = SlowFast::open(config(dir.path(), &server.url)).unwrap();
     let f = feed(&m.model_version, &["a", "b"], m.dim);
     let before = sf.rerank(&f).unwrap();
-    match sf.update_model() {
+    match sf.update_model(&Cancel::default()) {
         Err(SlowFastError::Bundle { file, .. }) => assert_eq!(file, "fast.onnx"),
         other => panic!("expected a refused bundle, got {other:?}"),
     }
@@ -525,7 +666,7 @@ fn without_a_bundle_events_are_recorded_and_scoring_waits_for_one() {
         sf.rerank(&feed(&m.model_version, &["a"], m.dim)),
         Err(SlowFastError::NoModel)
     ));
-    assert!(sf.sync_now().unwrap().skipped);
+    assert!(sf.sync_now(&Cancel::default()).unwrap().skipped);
     sf.install_bundle(&bundle_dir()).unwrap();
     sf.rerank(&feed(&m.model_version, &["a"], m.dim)).unwrap();
     // The exposure recorded before the model is folded once its embedding arrives.

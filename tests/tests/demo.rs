@@ -5,7 +5,7 @@
 use slowfast_core::manifest::Manifest;
 use slowfast_core::sync::{Conditional, SyncClient};
 use slowfast_core::wire::FeedResponse;
-use slowfast_core::{Config, SlowFast as Engine};
+use slowfast_core::{Cancel, Config, SlowFast as Engine};
 use slowfast_trainer::checkpoint::Vocabulary;
 use slowfast_trainer::checkpoint::{Checkpoint, CheckpointConfig, NewItem, FORMAT_VERSION};
 use slowfast_trainer::demo::{self, arms::Arm, DemoConfig};
@@ -242,14 +242,15 @@ fn a_reloaded_bundle_gets_a_new_etag_and_its_own_etag_gets_a_304() {
     )
     .unwrap();
     let token = secret.mint("u1", unix_now() + 60).unwrap();
-    let client = SyncClient::new(&server.url(), &token, 5_000);
-    let manifest = |etag: Option<&str>| match client.model_file(None, etag).unwrap() {
-        Conditional::Fetched { bytes, etag } => Some((
-            Manifest::from_json(&bytes).unwrap().model_version,
-            etag.unwrap(),
-        )),
-        Conditional::NotModified => None,
-    };
+    let client = SyncClient::new(&server.url(), &token, 5_000).unwrap();
+    let manifest =
+        |etag: Option<&str>| match client.model_file(None, etag, &Cancel::default()).unwrap() {
+            Conditional::Fetched { bytes, etag } => Some((
+                Manifest::from_json(&bytes).unwrap().model_version,
+                etag.unwrap(),
+            )),
+            Conditional::NotModified => None,
+        };
     let (v, etag_a) = manifest(None).unwrap();
     assert_eq!(v, version_a);
     assert_eq!(manifest(Some(&etag_a)), None, "same ETag: 304");
@@ -326,7 +327,7 @@ fn a_new_item_is_served_after_the_vocabulary_grows_and_the_device_reranks_it() {
     let in_feed = |feed: &FeedResponse, id: &str| feed.items.iter().any(|i| i.item == id);
 
     // Before the nightly round the server has no embedding for the new items: never served.
-    let feed = phone.fetch_feed(20).unwrap();
+    let feed = phone.fetch_feed(20, &Cancel::default()).unwrap();
     assert!(new_ids.iter().all(|id| !in_feed(&feed, id)));
     phone.record_click("i2", 1_000).unwrap();
 
@@ -344,9 +345,9 @@ fn a_new_item_is_served_after_the_vocabulary_grows_and_the_device_reranks_it() {
 
     // The device takes the bundle of the larger vocabulary; the next feed keeps a tenth of
     // its places for the new (unproven) items, and the device re-ranks them with the rest.
-    assert!(phone.update_model().unwrap());
+    assert!(phone.update_model(&Cancel::default()).unwrap());
     assert_eq!(phone.model_version(), Some(manifest.model_version));
-    let feed = phone.fetch_feed(20).unwrap();
+    let feed = phone.fetch_feed(20, &Cancel::default()).unwrap();
     assert!(
         new_ids.iter().all(|id| in_feed(&feed, id)),
         "{:?}",
@@ -359,7 +360,7 @@ fn a_new_item_is_served_after_the_vocabulary_grows_and_the_device_reranks_it() {
         assert!(s.score.is_finite() && s.slow_score.is_finite(), "{s:?}");
     }
     phone.record_click("i30", 2_000).unwrap();
-    phone.upload_pending().unwrap();
+    phone.upload_pending(&Cancel::default()).unwrap();
     drop(phone);
     server.stop().unwrap();
 }

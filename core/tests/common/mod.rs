@@ -100,6 +100,10 @@ pub struct ServerState {
     pub conflicts: usize,
     /// When each upload request arrived, in order.
     pub received_at: Vec<std::time::Instant>,
+    /// Hold every upload request unanswered while set (it is received, then waits).
+    pub hold_uploads: bool,
+    /// Answer feed requests with 403.
+    pub forbid_feed: bool,
     pub feed: Option<FeedResponse>,
     /// `manifest.json` bytes and the device files, served under an ETag of the version.
     pub bundle: Option<BundleFiles>,
@@ -199,6 +203,25 @@ fn authorized(state: &ServerState, headers: &HeaderMap) -> bool {
 }
 
 async fn upload(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let held = {
+        let mut st = s.lock().unwrap();
+        if st.hold_uploads {
+            if let Ok(req) = serde_json::from_slice::<UploadRequest>(&body) {
+                st.received.push(req);
+            }
+        }
+        st.hold_uploads
+    };
+    if held {
+        while s.lock().unwrap().hold_uploads {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "held",
+            "held, then released",
+        );
+    }
     let mut st = s.lock().unwrap();
     if !authorized(&st, &headers) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad token");
@@ -261,6 +284,9 @@ async fn feed_route(State(s): State<Shared>, headers: HeaderMap, Query(q): Query
     let st = s.lock().unwrap();
     if !authorized(&st, &headers) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad token");
+    }
+    if st.forbid_feed {
+        return error(StatusCode::FORBIDDEN, "forbidden", "not this user's feed");
     }
     match &st.feed {
         Some(f) => {

@@ -1,7 +1,10 @@
 // The Swift-facing layer over the generated bindings (SlowFastSDK.swift): Foundation types
-// (URL, Date) and argument labels in Swift style. Records (`Config`, `Feed`, `FeedItem`,
-// `ScoredItem`, `SyncReport`) are already value types (structs with `let` fields) and
-// every fallible call `throws` a `SlowFastError`.
+// (URL, Date, TimeInterval), argument labels in Swift style, and `async` network calls that run
+// off the caller's thread and stop when their task is cancelled. Records (`Config`, `Feed`,
+// `FeedItem`, `ScoredItem`, `SyncReport`) are value types (structs with `let` fields) and every
+// fallible call `throws` a `SlowFastError` whose cases carry their fields (`.Server(status:
+// code: text:)`, `.RateLimited(retryAfterMs: text:)`, `.VersionMismatch(feedVersion:
+// deviceVersion: text:)`, …).
 import Foundation
 
 public extension Config {
@@ -37,14 +40,40 @@ public extension SlowFast {
         try rerank(feed: feed)
     }
 
-    /// The server's top `count` (1...500) candidates with their priors.
-    func fetchFeed(count: Int = 100) throws -> Feed {
-        try fetchFeed(k: UInt32(clamping: count))
+    /// The server's top `count` (1...500) candidates with their priors, kept as `lastFeed()`.
+    /// Runs off the caller's thread; cancelling the task cancels the request.
+    func fetchFeed(count: Int = 100) async throws -> Feed {
+        try await offThread { try self.fetchFeed(k: Int32(clamping: count), cancel: $0) }
+    }
+
+    /// Uploads `r̂2` and pending events when a time or count threshold says so. Runs off the
+    /// caller's thread; cancelling the task cancels the upload (the next sync resends it).
+    func syncNow() async throws -> SyncReport {
+        try await offThread { try self.syncNow(cancel: $0) }
+    }
+
+    /// Downloads, verifies and installs a newer bundle; `true` when the model changed.
+    func updateModel() async throws -> Bool {
+        try await offThread { try self.updateModel(cancel: $0) }
     }
 
     /// Verifies the bundle directory at `url` and installs it atomically.
     func installBundle(at url: URL) throws {
         try installBundle(dir: url.path)
+    }
+
+    /// Runs a blocking network call on a global queue, cancelled with the calling task.
+    private func offThread<T>(_ call: @escaping (Cancellation) throws -> T) async throws -> T {
+        let cancel = Cancellation()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                DispatchQueue.global(qos: .utility).async {
+                    continuation.resume(with: Result { try call(cancel) })
+                }
+            }
+        } onCancel: {
+            cancel.cancel()
+        }
     }
 }
 

@@ -111,44 +111,54 @@ final class SlowFastTests: XCTestCase {
         XCTAssertEqual(sf.modelVersion(), Self.modelVersion)
     }
 
-    func testAnUnreachableServerThrowsNetwork() throws {
+    func testAnUnreachableServerThrowsNetwork() async throws {
         let sf = try open()
-        XCTAssertThrowsError(try sf.fetchFeed(count: 10)) { guard case SlowFastError.Network = $0 else { return XCTFail("\($0)") } }
+        do {
+            _ = try await sf.fetchFeed(count: 10)
+            XCTFail("an unreachable server answered")
+        } catch SlowFastError.Network {
+        }
     }
 
     /// The README's "Use it from an app" Swift snippet between the `README` markers, verbatim
     /// (scripts/lib/check_snippets.py compares them); mirrors android's ReadmeTest offline.
-    func appCode(appSupport: URL, serverURL: URL, token: String, userId: String, shippedBundleURL: URL,
-                 cachedFeed: Feed) throws {
+    func appCode(appSupport: URL, serverURL: URL, token: String, userId: String, shippedBundleURL: URL) async throws {
         // README: begin
         let sf = try SlowFast(config: .defaults(dataDirectory: appSupport.appendingPathComponent("slowfast"),
                                                 server: serverURL, token: token, user: userId,
                                                 shippedBundle: shippedBundleURL))
         let feed: Feed
         do {
-            feed = try sf.fetchFeed(count: 100)
+            feed = try await sf.fetchFeed(count: 100) // runs off this thread; cancelled with the task
         } catch SlowFastError.Network {
-            feed = cachedFeed // offline: re-rank what the app already has
+            guard let kept = try sf.lastFeed() else { return } // offline: the last feed, kept with its priors
+            feed = kept
         }
-        let ranked = try sf.rerank(feed) // one call into Rust for the whole feed, best first
+        let ranked: [ScoredItem]
+        do {
+            ranked = try sf.rerank(feed) // one call into Rust for the whole feed, best first
+        } catch SlowFastError.VersionMismatch {
+            _ = try await sf.updateModel() // the server retrained: install its new bundle, then fetch for it
+            ranked = try sf.rerank(try await sf.fetchFeed(count: 100))
+        }
         for item in ranked.prefix(10) { try sf.recordExposure(item.item) } // moves r̂2 on the device
         try sf.recordClick(ranked[0].item)
         do {
-            _ = try sf.syncNow() // uploads r̂2 and the events when a threshold is reached
+            _ = try await sf.syncNow() // uploads r̂2 and the events when a threshold is reached
         } catch SlowFastError.Network {
             // kept on the device; a later syncNow uploads them
         }
         // README: end
     }
 
-    func testTheReadmeSnippetRanksTheCachedFeedAndKeepsTheEventsOffline() throws {
-        try appCode(appSupport: dir, serverURL: URL(string: "http://127.0.0.1:9")!, token: "token",
-                    userId: "alice", shippedBundleURL: Self.bundle, cachedFeed: feed(20))
+    func testOfflineOnFirstLaunchTheReadmeSnippetRecordsNothing() async throws {
+        try await appCode(appSupport: dir, serverURL: URL(string: "http://127.0.0.1:9")!, token: "token",
+                          userId: "alice", shippedBundleURL: Self.bundle)
         let sf = try SlowFast(config: .defaults(dataDirectory: dir.appendingPathComponent("slowfast"),
                                                 server: URL(string: "http://127.0.0.1:9")!, token: "token",
                                                 user: "alice"))
-        XCTAssertEqual(try sf.pendingUploads(), 11)
-        XCTAssert(sf.negMemory().contains { $0 != 0 })
+        XCTAssertEqual(try sf.pendingUploads(), 0)
+        XCTAssertNil(try sf.lastFeed())
     }
 
     func testADamagedStoreThrowsStoreCorrupt() throws {

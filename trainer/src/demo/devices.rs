@@ -13,7 +13,7 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use slowfast_core::{Config, SlowFast};
+use slowfast_core::{Cancel, Config, SlowFast};
 
 use super::arms::Arm;
 use super::metrics::{ctr, planted_ndcg10, SHOWN};
@@ -118,7 +118,7 @@ impl Phone {
         feed_k: usize,
         catalogue: usize,
     ) -> Result<Visit> {
-        let feed = self.engine.fetch_feed(feed_k)?;
+        let feed = self.engine.fetch_feed(feed_k, &Cancel::default())?;
         let order = arm.order(&feed, |f| Ok(self.engine.rerank(f)?))?;
         let is_new = |id: &String| world_item(id).map(|i| world.arrival_day(i) > 0);
         let mut new_in_feed = 0;
@@ -153,7 +153,7 @@ impl Phone {
             self.clicked.insert(shown[j], b.shown_at);
             self.engine.record_click(&item_id(shown[j]), ts * 1000)?;
         }
-        self.engine.sync_now()?;
+        self.engine.sync_now(&Cancel::default())?;
         Ok(Visit {
             shown: shown.len(),
             clicks: b.clicked.len(),

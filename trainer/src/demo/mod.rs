@@ -54,6 +54,7 @@ use arms::Arm;
 use cloud::Cloud;
 use devices::{item_id, world_item, Link, Phone, Visit};
 use report::{DayRow, Online, SeedRun, Tally, UserCounts};
+use slowfast_core::Cancel;
 
 /// Everything the demo does, sized to finish in minutes on two cores by default.
 #[derive(Clone, Debug)]
@@ -386,7 +387,7 @@ fn run_arm(cfg: &DemoConfig, arm: Arm, inputs: &ArmInputs<'_>) -> Result<ArmResu
             let new = arrivals(inputs.world, day - 1);
             cloud.retrain(day - 1, cfg.retrain, inputs.seed, &new)?;
             for p in &phones {
-                p.engine.update_model()?;
+                p.engine.update_model(&Cancel::default())?;
             }
         }
         run.vocabulary
@@ -499,7 +500,7 @@ fn simulate_day(
                             tally.add(&v);
                             bar.inc(1);
                         }
-                        phone.engine.upload_pending()?;
+                        phone.engine.upload_pending(&Cancel::default())?;
                         tallies.push(tally);
                     }
                     Ok(tallies)

@@ -1,13 +1,14 @@
 //! Bearer tokens bound to one user, signed with the server's secret.
 //!
-//! Format: `base64url(user "|" expiry) "." base64url(HMAC-SHA256(secret, user "|" expiry))`,
-//! base64url without padding, `expiry` in Unix seconds. The user id is everything before the
-//! last `|`, so ids may contain `|`. Minted by `slowfast token --user U --ttl SECS`.
+//! Format ([`slowfast_core::wire::TokenClaims`]): `base64url(user "|" expiry) "."
+//! base64url(HMAC-SHA256(secret, user "|" expiry))`. Minted by
+//! `slowfast token --user U --ttl SECS`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use slowfast_core::wire::{SignedToken, TokenClaims};
 
 use crate::error::{Result, TrainerError};
 
@@ -87,30 +88,15 @@ impl Secret {
     /// `now` (Unix seconds). The signature is compared in constant time.
     pub fn verify(&self, token: &str, now: i64) -> Result<String> {
         let bad = |why: &str| TrainerError::Token(why.to_string());
-        let (payload, sig) = token
-            .split_once('.')
-            .ok_or_else(|| bad("malformed token: expected `payload.signature`"))?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| bad("malformed token: payload is not base64url"))?;
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| bad("malformed token: signature is not base64url"))?;
-        self.mac(&payload)
-            .verify_slice(&sig)
+        let signed = SignedToken::parse(token).map_err(bad)?;
+        self.mac(&signed.payload)
+            .verify_slice(&signed.signature)
             .map_err(|_| bad("invalid token signature"))?;
-        let payload =
-            std::str::from_utf8(&payload).map_err(|_| bad("malformed token: not UTF-8"))?;
-        let (user, expiry) = payload
-            .rsplit_once('|')
-            .ok_or_else(|| bad("malformed token: no expiry"))?;
-        let expiry: i64 = expiry
-            .parse()
-            .map_err(|_| bad("malformed token: expiry is not a number"))?;
+        let TokenClaims { user, expiry } = signed.claims().map_err(bad)?;
         if expiry <= now {
             return Err(bad("token expired"));
         }
-        Ok(user.to_string())
+        Ok(user)
     }
 }
 

@@ -8,7 +8,7 @@ import java.nio.file.Files
  */
 fun main() {
     val dir = Files.createTempDirectory("slowfast-bench").toFile()
-    val config = SlowFast.config(dir, "http://127.0.0.1:9", "t", "u").copy(initialBundle = Fixtures.bundle.path)
+    val config = SlowFast.config(dir, "http://127.0.0.1:9", "t", "u").copy(initialBundle = Fixtures.bundle)
     SlowFast(config).use { sf ->
         val feed = Fixtures.feed(100)
         val rerank = medianMicros(500) { sf.rerank(feed) }

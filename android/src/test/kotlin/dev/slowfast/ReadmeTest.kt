@@ -18,17 +18,22 @@ class ReadmeTest {
     @get:Rule
     val tmp = TemporaryFolder()
 
-    private fun appCode(filesDir: File, serverUrl: String, token: String, userId: String, shippedBundleDir: File, cachedFeed: Feed) {
+    private suspend fun appCode(filesDir: File, serverUrl: String, token: String, userId: String, shippedBundleDir: File) {
         // README: begin
         val config = SlowFast.config(filesDir.resolve("slowfast"), serverUrl, token, userId)
-            .copy(initialBundle = shippedBundleDir.path)
+            .copy(initialBundle = shippedBundleDir)
         SlowFast(config).use { sf ->
             val feed = try {
-                sf.fetchFeed(100)
+                sf.fetchFeed(100) // suspends; the request runs on the SDK's own threads
             } catch (e: SlowFastException.Network) {
-                cachedFeed // offline: re-rank what the app already has
+                sf.lastFeed ?: return // offline: the last feed, kept on the device with its priors
             }
-            val ranked = sf.rerank(feed) // one call into Rust for the whole feed, best first
+            val ranked = try {
+                sf.rerank(feed) // one call into Rust for the whole feed, best first
+            } catch (e: SlowFastException.VersionMismatch) {
+                sf.updateModel() // the server retrained: install its new bundle, then fetch for it
+                sf.rerank(sf.fetchFeed(100))
+            }
             ranked.take(10).forEach { sf.recordExposure(it.item) } // moves r̂2 on the device
             sf.recordClick(ranked.first().item)
             try {
@@ -40,22 +45,27 @@ class ReadmeTest {
         // README: end
     }
 
+    /** Runs the snippet on a coroutine of the standard library (no kotlinx needed). */
+    private fun runApp(filesDir: File, serverUrl: String) =
+        runSuspending { appCode(filesDir, serverUrl, "token", "alice", Fixtures.bundle) }
+
     @Test
-    fun theSnippetFetchesRanksRecordsAndUploadsWithAServer() {
+    fun theSnippetFetchesRanksRecordsAndUploadsWithAServer() = theSnippetFetchesRanksRecordsAndUploadsWith(tmp.newFolder())
+
+    private fun theSnippetFetchesRanksRecordsAndUploadsWith(dir: File) {
         val uploads = mutableListOf<String>()
         val server = HttpServer.create(InetSocketAddress("127.0.0.1", 0), 0)
         server.createContext("/v1/feed") { ex ->
             val k = Regex("""k=(\d+)""").find(ex.requestURI.query ?: "")?.groupValues?.get(1)?.toInt() ?: 0
-            ex.reply(feedJson(Fixtures.feed(k)))
+            ex.reply(Fixtures.feedJson(Fixtures.feed(k)))
         }
         server.createContext("/v1/upload") { ex ->
             uploads += ex.requestBody.readBytes().decodeToString()
             ex.reply("""{"accepted_clicks":1,"accepted_exposures":10,"duplicate":false}""")
         }
         server.start()
-        val dir = tmp.newFolder()
         try {
-            appCode(dir, "http://127.0.0.1:${server.address.port}", "token", "alice", Fixtures.bundle, Fixtures.feed(5))
+            runApp(dir, "http://127.0.0.1:${server.address.port}")
         } finally {
             server.stop(0)
         }
@@ -68,10 +78,14 @@ class ReadmeTest {
     }
 
     @Test
-    fun theSnippetRanksTheCachedFeedAndKeepsTheEventsOffline() {
+    fun offlineTheSnippetRanksTheLastFeedAndKeepsTheEvents() {
         val dir = tmp.newFolder()
-        val cached = Fixtures.feed(20)
-        appCode(dir, "http://127.0.0.1:9", "token", "alice", Fixtures.bundle, cached)
+        // A fresh install offline: no feed yet, nothing to rank, nothing recorded.
+        runApp(dir, "http://127.0.0.1:9")
+        reopen(dir).use { assertEquals(0L, it.pendingUploads) }
+        theSnippetFetchesRanksRecordsAndUploadsWith(dir)
+        // Offline after one online session: the kept feed is ranked and the events are kept.
+        runApp(dir, "http://127.0.0.1:9")
         reopen(dir).use { sf ->
             assertEquals(11L, sf.pendingUploads)
             assertTrue(sf.negMemory.any { it != 0f })
@@ -85,14 +99,5 @@ class ReadmeTest {
         responseHeaders.add("Content-Type", "application/json")
         sendResponseHeaders(200, body.size.toLong())
         responseBody.use { it.write(body) }
-    }
-
-    /** The wire format of `GET /v1/feed` (core/src/wire.rs `FeedResponse`). */
-    private fun feedJson(feed: Feed): String {
-        fun floats(v: List<Float>) = v.joinToString(",", "[", "]")
-        return feed.items.joinToString(",", """{"model_version":"${feed.modelVersion}","items":[""", "]}") {
-            """{"item":"${it.item}","embedding":${floats(it.embedding)},"r_t":${floats(it.rT)},""" +
-                """"r_n":${floats(it.rN)},"slow_score":${it.slowScore}}"""
-        }
     }
 }

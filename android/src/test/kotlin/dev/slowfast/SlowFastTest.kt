@@ -3,6 +3,7 @@ package dev.slowfast
 import com.sun.net.httpserver.HttpServer
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Assert.assertNotEquals
 import org.junit.Assert.assertThrows
 import org.junit.Assert.assertTrue
@@ -11,6 +12,7 @@ import org.junit.Test
 import org.junit.rules.TemporaryFolder
 import java.io.File
 import java.net.InetSocketAddress
+import kotlin.time.Duration.Companion.seconds
 
 class SlowFastTest {
     @get:Rule
@@ -22,7 +24,7 @@ class SlowFastTest {
         server: String = "http://127.0.0.1:9",
         bundle: File? = Fixtures.bundle,
         configure: (Config) -> Config = { it },
-    ) = SlowFast(configure(SlowFast.config(dir, server, "token", "alice").copy(initialBundle = bundle?.path)))
+    ) = SlowFast(configure(SlowFast.config(dir, server, "token", "alice").copy(initialBundle = bundle)))
 
     @Test
     fun versionIsTheCrateVersion() {
@@ -86,7 +88,7 @@ class SlowFastTest {
         assertThrows(SlowFastException.InvalidArgument::class.java) { sf.recordClick("") }
         val e = assertThrows(SlowFastException.InvalidArgument::class.java) { sf.rerank(Fixtures.feed(3, dim = Fixtures.dim + 1)) }
         assertTrue(e.message!!, e.message!!.contains("embedding"))
-        assertThrows(SlowFastException.InvalidArgument::class.java) { sf.fetchFeed(0) }
+        assertThrows(SlowFastException.InvalidArgument::class.java) { sf.fetchFeedBlocking(0) }
         assertEquals(0L, sf.pendingUploads)
     }
 
@@ -115,7 +117,7 @@ class SlowFastTest {
 
     @Test
     fun anUnreachableServerThrowsNetwork(): Unit = open().use { sf ->
-        assertThrows(SlowFastException.Network::class.java) { sf.fetchFeed(10) }
+        assertThrows(SlowFastException.Network::class.java) { sf.fetchFeedBlocking(10) }
     }
 
     /** Runs [block] with an engine whose server answers every request with [status] and [json]. */
@@ -137,18 +139,66 @@ class SlowFastTest {
     }
 
     @Test
-    fun aServerErrorThrowsServerWithItsMessage() =
+    fun aRefusedTokenThrowsUnauthorizedWithItsMessage() =
         withFailingServer(401, """{"error":"unauthorized","message":"token revoked"}""") { sf ->
-            val e = assertThrows(SlowFastException.Server::class.java) { sf.fetchFeed(10) }
-            assertTrue(e.message!!, e.message!!.contains("401") && e.message!!.contains("token revoked"))
+            val e = assertThrows(SlowFastException.Unauthorized::class.java) { sf.fetchFeedBlocking(10) }
+            assertEquals(401, e.httpStatus)
+            assertFalse(e.isRetryable)
+            assertTrue(e.message!!, e.message!!.contains("token revoked"))
+        }
+
+    @Test
+    fun aForbiddenRequestThrowsForbidden() =
+        withFailingServer(403, """{"error":"forbidden","message":"not your feed"}""") { sf ->
+            assertEquals(403, assertThrows(SlowFastException.Forbidden::class.java) { sf.fetchFeedBlocking(10) }.httpStatus)
+        }
+
+    @Test
+    fun aServerErrorThrowsServerWithItsStatusAndCode() =
+        withFailingServer(503, """{"error":"unavailable","message":"draining"}""") { sf ->
+            val e = assertThrows(SlowFastException.Server::class.java) { sf.fetchFeedBlocking(10) }
+            assertEquals(503, e.status)
+            assertEquals("unavailable", e.code)
+            assertTrue(e.isRetryable)
+            assertTrue(e.message!!, e.message!!.contains("draining"))
         }
 
     @Test
     fun aRateLimitedRequestThrowsRateLimitedWithTheWait() =
         withFailingServer(429, """{"error":"rate_limited","message":"slow down"}""", mapOf("Retry-After" to "30")) { sf ->
-            val e = assertThrows(SlowFastException.RateLimited::class.java) { sf.fetchFeed(10) }
-            assertTrue(e.message!!, e.message!!.contains("30000 ms"))
+            val e = assertThrows(SlowFastException.RateLimited::class.java) { sf.fetchFeedBlocking(10) }
+            assertEquals(30.seconds, e.retryAfter)
+            assertTrue(e.isRetryable)
         }
+
+    @Test
+    fun aMalformedServerUrlOrATokenForAnotherUserThrowsInvalidConfig() {
+        val e = assertThrows(SlowFastException.InvalidConfig::class.java) { open(server = "sync.example.com") }
+        assertFalse(e.isRetryable)
+        open().use { sf ->
+            // A token in the sync server's format names its user: base64url("bob|expiry").signature.
+            val enc = java.util.Base64.getUrlEncoder().withoutPadding()
+            fun token(user: String) = enc.encodeToString("$user|4102444800".toByteArray()) + "." + enc.encodeToString("sig".toByteArray())
+            assertThrows(SlowFastException.InvalidConfig::class.java) { sf.setToken(token("bob")) }
+            sf.setToken(token("alice"))
+        }
+    }
+
+    @Test
+    fun aNegativeSettingThrowsInvalidArgument() {
+        assertThrows(SlowFastException.InvalidArgument::class.java) { open(configure = { it.copy(syncMaxEvents = -1) }) }
+    }
+
+    @Test
+    fun oneEnginePerDataDirectory() {
+        val dir = tmp.newFolder()
+        open(dir).use { first ->
+            val e = assertThrows(SlowFastException.InUse::class.java) { open(dir) }
+            assertEquals(dir, e.dir)
+            first.recordClick("item-1", 1)
+        }
+        open(dir).use { assertEquals(1L, it.pendingUploads) }
+    }
 
     @Test
     fun aDurabilityChoiceIsPartOfTheConfig(): Unit = open(
@@ -184,7 +234,12 @@ class SlowFastTest {
             is SlowFastException.StoreCorrupt -> "StoreCorrupt"
             is SlowFastException.NoModel -> "NoModel"
             is SlowFastException.VersionMismatch -> "VersionMismatch"
+            is SlowFastException.InvalidConfig -> "InvalidConfig"
+            is SlowFastException.InUse -> "InUse"
+            is SlowFastException.Cancelled -> "Cancelled"
             is SlowFastException.Network -> "Network"
+            is SlowFastException.Unauthorized -> "Unauthorized"
+            is SlowFastException.Forbidden -> "Forbidden"
             is SlowFastException.Server -> "Server"
             is SlowFastException.RateLimited -> "RateLimited"
             is SlowFastException.Conflict -> "Conflict"
