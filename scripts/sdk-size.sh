@@ -11,9 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/install.sh
 
-BENCH=0
-[ "${1:-}" = "--bench" ] && BENCH=1
 BUNDLE=${SLOWFAST_BUNDLE:-core/tests/data/bundle}
+BENCH=$([ "${1:-}" = "--bench" ] && echo 1 || echo 0)
 TARGET=$(cargo_target_dir)/sdk-size
 HOST=x86_64-unknown-linux-gnu
 ARM=aarch64-unknown-linux-gnu
