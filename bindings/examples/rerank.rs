@@ -7,8 +7,7 @@
 
 use std::time::Instant;
 
-use slowfast_core::wire::{FeedItem, FeedResponse};
-use slowfast_ffi::{default_config, SlowFast};
+use slowfast_ffi::{default_config, FeedItem, FeedResponse, SlowFast, Vector};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,11 +81,13 @@ fn median_us(
 
 /// `n` candidates with deterministic vectors: the formula of android's `Fixtures.feed`.
 fn feed(engine: &SlowFast, n: usize) -> FeedResponse {
-    let dim = engine.neg_memory().len();
-    let v = |i: usize, k: usize| -> Vec<f32> {
-        (0..dim)
-            .map(|j| (0.1 * (0.37 * i as f64 + 0.11 * j as f64 + 1.3 * k as f64).sin()) as f32)
-            .collect()
+    let dim = engine.neg_memory().0.len();
+    let v = |i: usize, k: usize| -> Vector {
+        Vector(
+            (0..dim)
+                .map(|j| (0.1 * (0.37 * i as f64 + 0.11 * j as f64 + 1.3 * k as f64).sin()) as f32)
+                .collect(),
+        )
     };
     FeedResponse {
         model_version: engine.model_version().unwrap_or_default(),

@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use slowfast_core::wire::FeedResponse;
 use slowfast_core::{Cancel, Scored};
 
 use crate::config::{Config, SyncReport};
 use crate::error::{guard, SlowFastError};
+use crate::wire::{FeedResponse, Vector};
 
 /// One re-ranked candidate.
 #[uniffi::remote(Record)]
@@ -78,6 +78,7 @@ impl SlowFast {
 
     /// Scores the whole feed with the fast model in one batched call; best first.
     pub fn rerank(&self, feed: FeedResponse) -> Result<Vec<Scored>, SlowFastError> {
+        let feed = slowfast_core::wire::FeedResponse::from(feed);
         guard(|| self.0.rerank(&feed))
     }
 
@@ -85,13 +86,13 @@ impl SlowFast {
     /// Blocks until done or cancelled.
     pub fn fetch_feed(&self, k: i32, cancel: &Cancellation) -> Result<FeedResponse, SlowFastError> {
         let k = usize::try_from(k).unwrap_or(0);
-        guard(|| self.0.fetch_feed(k, &cancel.0))
+        guard(|| self.0.fetch_feed(k, &cancel.0)).map(FeedResponse::from)
     }
 
     /// The last feed fetched for the installed model, kept durably with its priors: what to
     /// re-rank while the network is down.
     pub fn last_feed(&self) -> Result<Option<FeedResponse>, SlowFastError> {
-        guard(|| self.0.last_feed())
+        guard(|| self.0.last_feed()).map(|feed| feed.map(FeedResponse::from))
     }
 
     /// Uploads `r̂2` and pending events when a time or count threshold says so. Blocks until
@@ -106,8 +107,9 @@ impl SlowFast {
         guard(|| self.0.update_model(&cancel.0))
     }
 
-    /// Verifies the bundle in directory `dir` and installs it atomically.
-    pub fn install_bundle(&self, dir: String) -> Result<(), SlowFastError> {
+    /// Verifies the bundle in directory `dir` and installs it atomically; returns whether the
+    /// model changed (`false` for the version already installed).
+    pub fn install_bundle(&self, dir: String) -> Result<bool, SlowFastError> {
         guard(|| self.0.install_bundle(Path::new(&dir)))
     }
 
@@ -117,8 +119,8 @@ impl SlowFast {
     }
 
     /// The negative memory `r̂2` (eq. 5), `d` floats; empty without a model.
-    pub fn neg_memory(&self) -> Vec<f32> {
-        self.0.neg_memory()
+    pub fn neg_memory(&self) -> Vector {
+        Vector(self.0.neg_memory())
     }
 
     /// Events recorded but not yet acknowledged by the server.

@@ -12,6 +12,7 @@ mod wire;
 pub use config::{default_config, Config, SyncReport};
 pub use engine::{Cancellation, SlowFast};
 pub use error::SlowFastError;
+pub use wire::{FeedItem, FeedResponse, Vector};
 
 uniffi::setup_scaffolding!("slowfast");
 

@@ -368,15 +368,17 @@ impl SlowFast {
     }
 
     /// Verifies the bundle in `dir` and installs it atomically, as [`Self::update_model`]
-    /// does; installing the version already installed changes nothing.
-    pub fn install_bundle(&self, dir: &Path) -> Result<()> {
+    /// does; `true` when the model changed. Installing the version already installed changes
+    /// nothing and returns `false`.
+    pub fn install_bundle(&self, dir: &Path) -> Result<bool> {
         let (manifest, files) = read_bundle_dir(dir)?;
         let model = DeviceModel::load_files(&manifest, &files)?;
         let mut st = self.lock()?;
         if st.version() == Some(model.manifest().model_version.as_str()) {
-            return Ok(());
+            return Ok(false);
         }
-        st.install(model, &manifest, &files, None)
+        st.install(model, &manifest, &files, None)?;
+        Ok(true)
     }
 
     /// The installed bundle's model version.

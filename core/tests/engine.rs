@@ -560,7 +560,11 @@ fn the_last_feed_survives_a_restart_and_is_dropped_with_its_model() {
     assert_eq!(kept, fetched);
     assert_eq!(sf.rerank(&kept).unwrap().len(), 3);
     let other = bundle_as_version(&dir.path().join("v2"), "v2");
-    sf.install_bundle(&other).unwrap();
+    assert!(sf.install_bundle(&other).unwrap());
+    assert!(
+        !sf.install_bundle(&other).unwrap(),
+        "the same version again"
+    );
     assert_eq!(
         sf.last_feed().unwrap(),
         None,
@@ -667,7 +671,7 @@ fn without_a_bundle_events_are_recorded_and_scoring_waits_for_one() {
         Err(SlowFastError::NoModel)
     ));
     assert!(sf.sync_now(&Cancel::default()).unwrap().skipped);
-    sf.install_bundle(&bundle_dir()).unwrap();
+    assert!(sf.install_bundle(&bundle_dir()).unwrap());
     sf.rerank(&feed(&m.model_version, &["a"], m.dim)).unwrap();
     // The exposure recorded before the model is folded once its embedding arrives.
     let step = model()

@@ -57,8 +57,10 @@ public extension SlowFast {
         try await offThread { try self.updateModel(cancel: $0) }
     }
 
-    /// Verifies the bundle directory at `url` and installs it atomically.
-    func installBundle(at url: URL) throws {
+    /// Verifies the bundle directory at `url` and installs it atomically; `true` when the
+    /// model changed.
+    @discardableResult
+    func installBundle(at url: URL) throws -> Bool {
         try installBundle(dir: url.path)
     }
 

@@ -4,7 +4,10 @@ import java.io.File
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 
-/** A candidate with the slow component's priors (S2F, eq. 7): `embedding` `e_i`, `rT` `r_t`, `rN` `r_n`. */
+/**
+ * A candidate with the slow component's priors (S2F, eq. 7): `embedding` `e_i`, `rT` `r_t`, `rN` `r_n`,
+ * each a [FloatArray]. Equal (and hashed alike) when every field is equal, the vectors compared by content.
+ */
 typealias FeedItem = dev.slowfast.ffi.FeedItem
 
 /** The server's candidates for this user, best first by the slow model, for one model version. */

@@ -89,25 +89,21 @@ class SlowFast(config: Config) : AutoCloseable {
     /** [updateModel] on the calling thread: blocks while the bundle downloads. */
     fun updateModelBlocking(): Boolean = updateModelBlocking(Cancellation())
 
-    private fun updateModelBlocking(cancel: Cancellation): Boolean {
-        val changed = call { it.updateModel(cancel) }
-        if (changed) modelChanged()
-        return changed
-    }
+    private fun updateModelBlocking(cancel: Cancellation): Boolean =
+        call { it.updateModel(cancel) }.also { if (it) modelChanged() }
 
-    /** Verifies the bundle in directory [dir] and installs it atomically. */
-    fun installBundle(dir: File) {
-        val before = modelVersion
-        call { it.installBundle(dir.path) }
-        if (modelVersion != before) modelChanged()
-    }
+    /**
+     * Verifies the bundle in directory [dir] and installs it atomically; `true` when the model
+     * changed (`false` for the version already installed).
+     */
+    fun installBundle(dir: File): Boolean = call { it.installBundle(dir.path) }.also { if (it) modelChanged() }
 
     /**
      * Installs the bundle in the zip archive [zip] (its files at the top level, as
      * `slowfast export` writes them), e.g. one shipped in Android's `assets/`:
      * `sf.installBundle(context.assets.open("slowfast-bundle.zip"))`. Closes the stream.
      */
-    fun installBundle(zip: InputStream) {
+    fun installBundle(zip: InputStream): Boolean {
         val staging = File.createTempFile("slowfast-bundle", "")
         try {
             check(staging.delete() && staging.mkdir()) { "cannot create ${staging.path}" }
@@ -120,7 +116,7 @@ class SlowFast(config: Config) : AutoCloseable {
                     staging.resolve(name).outputStream().use { entries.copyTo(it) }
                 }
             }
-            installBundle(staging)
+            return installBundle(staging)
         } finally {
             staging.deleteRecursively()
         }
@@ -150,7 +146,7 @@ class SlowFast(config: Config) : AutoCloseable {
     val modelVersion: String? get() = call { it.modelVersion() }
 
     /** The negative memory `r̂2` (eq. 5), `d` floats; empty without a model. */
-    val negMemory: FloatArray get() = call { it.negMemory().toFloatArray() }
+    val negMemory: FloatArray get() = call { it.negMemory() }
 
     /** Events recorded but not yet acknowledged by the server. */
     val pendingUploads: Long get() = call { it.pendingUploads() }

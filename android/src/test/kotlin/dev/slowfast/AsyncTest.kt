@@ -114,11 +114,11 @@ class AsyncTest {
         open(tmp.newFolder(), "http://127.0.0.1:9", bundle = null).use { sf ->
             val changes = mutableListOf<String>()
             sf.addModelUpdateListener { changes += it }
-            sf.installBundle(Fixtures.bundleZip().inputStream())
+            assertTrue(sf.installBundle(Fixtures.bundleZip().inputStream()))
             assertEquals(Fixtures.modelVersion, sf.modelVersion)
             assertEquals(listOf(Fixtures.modelVersion), changes)
             // The same bundle again changes nothing and says nothing.
-            sf.installBundle(Fixtures.bundleZip().inputStream())
+            assertFalse(sf.installBundle(Fixtures.bundleZip().inputStream()))
             assertEquals(1, changes.size)
             assertEquals(10, sf.rerank(Fixtures.feed(10)).size)
         }

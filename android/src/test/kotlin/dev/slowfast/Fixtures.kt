@@ -34,7 +34,7 @@ object Fixtures {
 
     /** The wire format of `GET /v1/feed` (core/src/wire.rs `FeedResponse`). */
     fun feedJson(feed: Feed): String {
-        fun floats(v: List<Float>) = v.joinToString(",", "[", "]")
+        fun floats(v: FloatArray) = v.joinToString(",", "[", "]")
         return feed.items.joinToString(",", """{"model_version":"${feed.modelVersion}","items":[""", "]}") {
             """{"item":"${it.item}","embedding":${floats(it.embedding)},"r_t":${floats(it.rT)},""" +
                 """"r_n":${floats(it.rN)},"slow_score":${it.slowScore}}"""
@@ -54,7 +54,7 @@ object Fixtures {
         return bytes.toByteArray()
     }
 
-    private fun vector(i: Int, dim: Int, k: Int) = List(dim) { j -> (0.1 * sin(0.37 * i + 0.11 * j + 1.3 * k)).toFloat() }
+    private fun vector(i: Int, dim: Int, k: Int) = FloatArray(dim) { j -> (0.1 * sin(0.37 * i + 0.11 * j + 1.3 * k)).toFloat() }
 }
 
 /** Runs a suspending [block] to its end on a coroutine of the standard library (no kotlinx needed). */

@@ -32,6 +32,17 @@ class SlowFastTest {
     }
 
     @Test
+    fun feedItemsCarryFloatArraysAndAreEqualByContent() {
+        val (a, b) = Fixtures.feed(3) to Fixtures.feed(3)
+        assertTrue(a.items[1].rT !== b.items[1].rT)
+        assertEquals(a, b)
+        assertEquals(a.items[1].hashCode(), b.items[1].hashCode())
+        val changed = b.items[1].rT.copyOf().also { it[0] += 1f }
+        assertNotEquals(a.items[1], b.items[1].copy(rT = changed))
+        assertEquals(setOf(a.items[0], a.items[1]), setOf(b.items[1], b.items[0]))
+    }
+
+    @Test
     fun opensWithTheShippedBundleAndReranksTheWholeFeedBestFirst(): Unit = open().use { sf ->
         assertEquals(Fixtures.modelVersion, sf.modelVersion)
         assertArrayEquals(FloatArray(Fixtures.dim), sf.negMemory, 0f)
