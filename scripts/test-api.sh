@@ -7,10 +7,11 @@
 # was accepted (200 on POST /v1/upload, read from the server's /metrics).
 #
 #   scripts/test-api.sh --install   installs schemathesis (pinned) with pip
-#   scripts/test-api.sh [CASES]     runs it against target/release/slowfast (default 300)
+#   scripts/test-api.sh [CASES]     runs it against $SLOWFAST_BIN (default 300 cases)
 #
-# The release binary must be built (`cargo build --release --bin slowfast`) and ONNX Runtime
-# loadable for the bundle's slow.onnx (found or downloaded as `slowfast serve` does).
+# SLOWFAST_BIN is the `slowfast` binary to serve with (default target/release/slowfast, built
+# by `cargo build --release --bin slowfast`); ONNX Runtime must be loadable for the bundle's
+# slow.onnx (found or downloaded as `slowfast serve` does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ if [ "${1:-}" = --install ]; then
   exit 0
 fi
 cases=${1:-300}
-bin=target/release/slowfast
+bin=${SLOWFAST_BIN:-target/release/slowfast}
 [ -x "$bin" ] || { echo "api: FAILED ($bin is not built)"; exit 1; }
 
 work=$(mktemp -d)
