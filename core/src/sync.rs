@@ -230,8 +230,17 @@ impl Drop for SyncClient {
     }
 }
 
+/// A transport failure with its whole cause chain (reqwest's own text names only the URL:
+/// the refused connection, the timeout or the reset is in its sources).
 fn network(e: reqwest::Error) -> SlowFastError {
-    SlowFastError::Network(e.to_string())
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    SlowFastError::Network(text)
 }
 
 /// Milliseconds a `Retry-After` value asks to wait: delay-seconds or an HTTP date (RFC 9110

@@ -362,6 +362,10 @@ fn offline_recording_catches_up_once_the_server_is_back() {
     }
     let err = sf.sync_now(&Cancel::default()).unwrap_err();
     assert!(matches!(err, SlowFastError::Network(_)), "{err}");
+    assert!(
+        err.to_string().contains("Connection refused"),
+        "the cause: {err}"
+    );
     // The failure backs off the next threshold-driven sync.
     let r = sf.sync_now(&Cancel::default()).unwrap();
     assert!(r.skipped && r.backoff_ms > 0, "{r:?}");

@@ -20,6 +20,13 @@ use super::metrics::{ctr, planted_ndcg10, SHOWN};
 use crate::error::{Result, TrainerError};
 use crate::synth::{UserState, World};
 
+/// The phones' HTTP timeout: ten minutes, not the SDK's ten seconds. The demo measures how the
+/// arms rank, not latency; its phones and servers share the machine's cores (100 phones per
+/// arm against one server, on 2 cores in CI, with a debug build beside other jobs), where a
+/// feed can queue for longer than a phone on a network would wait, and a timed-out visit
+/// would end the run.
+const HTTP_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
 /// The raw id of world item `i` (the synthetic log's convention).
 pub fn item_id(i: u32) -> String {
     format!("i{i}")
@@ -77,7 +84,8 @@ pub struct Phone {
 impl Phone {
     /// Opens the phone of world user `user` in `dir`: the engine installs the shipped bundle;
     /// the user continues from `state` with a random stream fixed by `seed` and the user, so
-    /// every arm sees the same user and the same draws.
+    /// every arm sees the same user and the same draws. The phones wait up to
+    /// [`HTTP_TIMEOUT_MS`] for an answer.
     pub fn open(
         dir: &Path,
         link: &Link<'_>,
@@ -89,6 +97,7 @@ impl Phone {
         let mut config = Config::new(dir, link.server_url, &link.token, format!("u{user}"));
         config.initial_bundle = Some(link.bundle.to_path_buf());
         config.sync_max_events = link.sync_max_events;
+        config.http_timeout_ms = HTTP_TIMEOUT_MS;
         let engine = SlowFast::open(config)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(u64::from(user));
