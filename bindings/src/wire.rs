@@ -38,7 +38,7 @@ impl Vector {
 
 impl PartialEq for Vector {
     fn eq(&self, other: &Vector) -> bool {
-        self.0.len() == other.0.len() && self.bits().eq(other.bits())
+        self.bits().eq(other.bits())
     }
 }
 
