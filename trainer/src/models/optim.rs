@@ -41,8 +41,7 @@ impl Default for AdamConfig {
 /// Adam over a fixed set of variables.
 #[derive(Debug)]
 pub struct Adam {
-    /// (variable, first moment, second moment, is an embedding table).
-    vars: Vec<(Var, Tensor, Tensor, bool)>,
+    vars: Vec<Slot>,
     t: i32,
     cfg: AdamConfig,
 }
@@ -74,7 +73,12 @@ impl Adam {
             .iter()
             .map(|(name, v)| {
                 let zeros = v.zeros_like()?;
-                Ok((v.clone(), zeros.clone(), zeros, name.ends_with("_emb")))
+                Ok(Slot {
+                    var: v.clone(),
+                    m: zeros.clone(),
+                    v: zeros,
+                    table: name.ends_with("_emb"),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Adam { vars, t: 0, cfg })
@@ -84,12 +88,12 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;
         let k = Coefficients::new(self.cfg, self.t);
-        for (var, m, v, table) in &mut self.vars {
-            let Some(g) = grads.get(var.as_tensor()) else {
+        for slot in &mut self.vars {
+            let Some(g) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
-            if !update_fused(var, m, v, g, *table, &k)? {
-                update_ops(var, m, v, g, *table, &k)?;
+            if !slot.update_fused(g, &k)? {
+                slot.update_ops(g, &k)?;
             }
         }
         Ok(())
@@ -114,121 +118,124 @@ impl Coefficients {
     }
 }
 
-/// One variable's update with candle's ops, on any device: L2 penalty (on looked-up rows only
-/// for a `table`), moments, bias-corrected step.
-fn update_ops(
-    var: &Var,
-    m: &mut Tensor,
-    v: &mut Tensor,
-    g: &Tensor,
+/// A variable, its first and second moments, and whether it is an embedding table.
+#[derive(Debug)]
+struct Slot {
+    var: Var,
+    m: Tensor,
+    v: Tensor,
     table: bool,
-    k: &Coefficients,
-) -> Result<()> {
-    let c = k.c;
-    let penalty = (var.as_tensor() * c.l2)?;
-    let penalty = if table {
-        // Rows looked up by the batch are those with a non-zero gradient.
-        let used = g
-            .abs()?
-            .sum_keepdim(1)?
-            .gt(0.0)?
-            .to_dtype(penalty.dtype())?;
-        penalty.broadcast_mul(&used)?
-    } else {
-        penalty
-    };
-    // The moments are plain state, not part of any graph: computed from the variable
-    // (through the penalty) they would track an op chain back through every earlier
-    // step and keep each step's tensors alive.
-    let g = (g + penalty)?.detach();
-    *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-    let update = ((&*m / k.bias1)? / ((&*v / k.bias2)?.sqrt()? + c.eps)?)?;
-    var.set(&(var.as_tensor() - (update * c.lr)?)?)?;
-    Ok(())
 }
 
-/// [`update_ops`] in one pass over contiguous f32 CPU tensors, where the ops take about twenty
-/// (each allocating a tensor the size of the variable: most of an embedding table's step).
-/// Every value is computed as candle computes it — a scalar operand is candle's affine map
-/// `x·a + b` with `a`, `b` rounded to f32, so `x · s` is `x·s + 0` and `x + s` is `x·1 + s` —
-/// so the results are those of [`update_ops`] to the bit. Returns `false`, changing nothing,
-/// where a tensor is elsewhere or not contiguous f32 (or a `table` is not a matrix).
-fn update_fused(
-    var: &Var,
-    m: &mut Tensor,
-    v: &mut Tensor,
-    g: &Tensor,
-    table: bool,
-    k: &Coefficients,
-) -> Result<bool> {
-    let shape = var.shape().clone();
-    let row = match (table, shape.dims()) {
-        (true, [_, d]) => (*d).max(1),
-        (true, _) => return Ok(false),
-        (false, _) => shape.elem_count().max(1),
-    };
-    let guards = [var.as_tensor(), &*m, &*v, g].map(|t| t.storage_and_layout());
-    let mut slices = Vec::with_capacity(guards.len());
-    for (storage, layout) in &guards {
-        match (&**storage, layout.contiguous_offsets()) {
-            (Storage::Cpu(CpuStorage::F32(x)), Some((a, b))) if b - a == shape.elem_count() => {
-                slices.push(&x[a..b]);
-            }
-            _ => return Ok(false),
-        }
+impl Slot {
+    /// The update from gradient `g` with candle's ops, on any device: L2 penalty (on looked-up
+    /// rows only for a `table`), moments, bias-corrected step.
+    fn update_ops(&mut self, g: &Tensor, k: &Coefficients) -> Result<()> {
+        let Slot { var, m, v, table } = self;
+        let (c, table) = (k.c, *table);
+        let penalty = (var.as_tensor() * c.l2)?;
+        let penalty = if table {
+            // Rows looked up by the batch are those with a non-zero gradient.
+            let used = g
+                .abs()?
+                .sum_keepdim(1)?
+                .gt(0.0)?
+                .to_dtype(penalty.dtype())?;
+            penalty.broadcast_mul(&used)?
+        } else {
+            penalty
+        };
+        // The moments are plain state, not part of any graph: computed from the variable
+        // (through the penalty) they would track an op chain back through every earlier
+        // step and keep each step's tensors alive.
+        let g = (g + penalty)?.detach();
+        *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+        *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+        let update = ((&*m / k.bias1)? / ((&*v / k.bias2)?.sqrt()? + c.eps)?)?;
+        var.set(&(var.as_tensor() - (update * c.lr)?)?)?;
+        Ok(())
     }
-    let [theta, m0, v0, g0] = slices[..] else {
-        return Ok(false);
-    };
-    let f = |x: f64| x as f32;
-    let c = k.c;
-    let (l2, b1, b2, one_b1, one_b2) = (
-        f(c.l2),
-        f(c.beta1),
-        f(c.beta2),
-        f(1.0 - c.beta1),
-        f(1.0 - c.beta2),
-    );
-    let (inv_bias1, inv_bias2, eps, lr) = (f(1.0 / k.bias1), f(1.0 / k.bias2), f(c.eps), f(c.lr));
-    let n = theta.len();
-    let (mut theta1, mut m1, mut v1) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-    cpu_ops::vectorized(
-        #[inline(always)]
-        || {
-            let rows = theta
-                .chunks(row)
-                .zip(g0.chunks(row))
-                .zip(m0.chunks(row).zip(v0.chunks(row)))
-                .zip(theta1.chunks_mut(row))
-                .zip(m1.chunks_mut(row).zip(v1.chunks_mut(row)));
-            for ((((th, gr), (mr, vr)), th1), (mr1, vr1)) in rows {
-                // A table's rows not looked up (gradient all zero) get no penalty; `· 1` is
-                // exact, so other variables take the same path.
-                let used = if !table || gr.iter().map(|x| x.abs()).sum::<f32>() > 0.0 {
-                    1.0f32
-                } else {
-                    0.0
-                };
-                let each = th.iter().zip(gr).zip(mr.iter().zip(vr));
-                let out = th1.iter_mut().zip(mr1.iter_mut().zip(vr1.iter_mut()));
-                for (((&th, &g), (&m, &v)), (th1, (m1, v1))) in each.zip(out) {
-                    let g = g + (th * l2 + 0.0) * used;
-                    let m = (m * b1 + 0.0) + (g * one_b1 + 0.0);
-                    let v = (v * b2 + 0.0) + ((g * g) * one_b2 + 0.0);
-                    let step = (m * inv_bias1 + 0.0) / ((v * inv_bias2 + 0.0).sqrt() * 1.0 + eps);
-                    *th1 = th - (step * lr + 0.0);
-                    (*m1, *v1) = (m, v);
+
+    /// [`Slot::update_ops`] in one pass over contiguous f32 CPU tensors, where the ops take
+    /// about twenty (each allocating a tensor the size of the variable: most of an embedding
+    /// table's step). Every value is computed as candle computes it — a scalar operand is
+    /// candle's affine map `x·a + b` with `a`, `b` rounded to f32, so `x · s` is `x·s + 0` and
+    /// `x + s` is `x·1 + s` — so the results are those of the ops to the bit. Returns `false`,
+    /// changing nothing, where a tensor is elsewhere or not contiguous f32 (or a `table` is not a
+    /// matrix).
+    fn update_fused(&mut self, g: &Tensor, k: &Coefficients) -> Result<bool> {
+        let Slot { var, m, v, table } = self;
+        let table = *table;
+        let shape = var.shape().clone();
+        let row = match (table, shape.dims()) {
+            (true, [_, d]) => (*d).max(1),
+            (true, _) => return Ok(false),
+            (false, _) => shape.elem_count().max(1),
+        };
+        let guards = [var.as_tensor(), &*m, &*v, g].map(|t| t.storage_and_layout());
+        let mut slices = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            match (&**storage, layout.contiguous_offsets()) {
+                (Storage::Cpu(CpuStorage::F32(x)), Some((a, b))) if b - a == shape.elem_count() => {
+                    slices.push(&x[a..b]);
                 }
+                _ => return Ok(false),
             }
-        },
-    );
-    drop(guards);
-    let device = var.device();
-    *m = Tensor::from_vec(m1, shape.clone(), device)?;
-    *v = Tensor::from_vec(v1, shape.clone(), device)?;
-    var.set(&Tensor::from_vec(theta1, shape, device)?)?;
-    Ok(true)
+        }
+        let [theta, m0, v0, g0] = slices[..] else {
+            return Ok(false);
+        };
+        let f = |x: f64| x as f32;
+        let c = k.c;
+        let (l2, b1, b2, one_b1, one_b2) = (
+            f(c.l2),
+            f(c.beta1),
+            f(c.beta2),
+            f(1.0 - c.beta1),
+            f(1.0 - c.beta2),
+        );
+        let (inv_bias1, inv_bias2, eps, lr) =
+            (f(1.0 / k.bias1), f(1.0 / k.bias2), f(c.eps), f(c.lr));
+        let n = theta.len();
+        let (mut theta1, mut m1, mut v1) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        cpu_ops::vectorized(
+            #[inline(always)]
+            || {
+                let rows = theta
+                    .chunks(row)
+                    .zip(g0.chunks(row))
+                    .zip(m0.chunks(row).zip(v0.chunks(row)))
+                    .zip(theta1.chunks_mut(row))
+                    .zip(m1.chunks_mut(row).zip(v1.chunks_mut(row)));
+                for ((((th, gr), (mr, vr)), th1), (mr1, vr1)) in rows {
+                    // A table's rows not looked up (gradient all zero) get no penalty; `· 1` is
+                    // exact, so other variables take the same path.
+                    let used = if !table || gr.iter().map(|x| x.abs()).sum::<f32>() > 0.0 {
+                        1.0f32
+                    } else {
+                        0.0
+                    };
+                    let each = th.iter().zip(gr).zip(mr.iter().zip(vr));
+                    let out = th1.iter_mut().zip(mr1.iter_mut().zip(vr1.iter_mut()));
+                    for (((&th, &g), (&m, &v)), (th1, (m1, v1))) in each.zip(out) {
+                        let g = g + (th * l2 + 0.0) * used;
+                        let m = (m * b1 + 0.0) + (g * one_b1 + 0.0);
+                        let v = (v * b2 + 0.0) + ((g * g) * one_b2 + 0.0);
+                        let step =
+                            (m * inv_bias1 + 0.0) / ((v * inv_bias2 + 0.0).sqrt() * 1.0 + eps);
+                        *th1 = th - (step * lr + 0.0);
+                        (*m1, *v1) = (m, v);
+                    }
+                }
+            },
+        );
+        drop(guards);
+        let device = var.device();
+        *m = Tensor::from_vec(m1, shape.clone(), device)?;
+        *v = Tensor::from_vec(v1, shape.clone(), device)?;
+        var.set(&Tensor::from_vec(theta1, shape, device)?)?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -305,8 +312,8 @@ mod tests {
             let loss = x.as_tensor().sqr().unwrap().sum_all().unwrap();
             opt.step(&loss.backward().unwrap()).unwrap();
         }
-        for (_, m, v, _) in &opt.vars {
-            assert!(!m.track_op() && !v.track_op());
+        for slot in &opt.vars {
+            assert!(!slot.m.track_op() && !slot.v.track_op());
         }
     }
 
@@ -330,13 +337,13 @@ mod tests {
         };
         for table in [true, false] {
             let start = Tensor::from_vec(values(1), (rows, d), &Device::Cpu).unwrap();
-            let (a, b) = (
-                Var::from_tensor(&start).unwrap(),
-                Var::from_tensor(&start).unwrap(),
-            );
-            let zeros = start.zeros_like().unwrap();
-            let (mut ma, mut va, mut mb, mut vb) =
-                (zeros.clone(), zeros.clone(), zeros.clone(), zeros);
+            let slot = || Slot {
+                var: Var::from_tensor(&start).unwrap(),
+                m: start.zeros_like().unwrap(),
+                v: start.zeros_like().unwrap(),
+                table,
+            };
+            let (mut a, mut b) = (slot(), slot());
             for t in 1..=4 {
                 let mut g = values(t as u32 * 77);
                 g[2 * d..3 * d].fill(0.0);
@@ -344,9 +351,13 @@ mod tests {
                 g[5 * d] = -0.0;
                 let g = Tensor::from_vec(g, (rows, d), &Device::Cpu).unwrap();
                 let k = Coefficients::new(cfg, t);
-                assert!(update_fused(&a, &mut ma, &mut va, &g, table, &k).unwrap());
-                update_ops(&b, &mut mb, &mut vb, &g, table, &k).unwrap();
-                for (x, y) in [(a.as_tensor(), b.as_tensor()), (&ma, &mb), (&va, &vb)] {
+                assert!(a.update_fused(&g, &k).unwrap());
+                b.update_ops(&g, &k).unwrap();
+                for (x, y) in [
+                    (a.var.as_tensor(), b.var.as_tensor()),
+                    (&a.m, &b.m),
+                    (&a.v, &b.v),
+                ] {
                     let bits = |t: &Tensor| -> Vec<u32> {
                         let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
                         v.iter().map(|x| x.to_bits()).collect()
@@ -354,7 +365,7 @@ mod tests {
                     assert_eq!(bits(x), bits(y), "table {table}, step {t}");
                 }
             }
-            let untouched: Vec<f32> = a.as_tensor().get(2).unwrap().to_vec1().unwrap();
+            let untouched: Vec<f32> = a.var.as_tensor().get(2).unwrap().to_vec1().unwrap();
             let first: Vec<f32> = start.get(2).unwrap().to_vec1().unwrap();
             assert_eq!(
                 untouched == first,
