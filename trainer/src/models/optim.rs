@@ -9,7 +9,7 @@
 //! gradient that Adam normalises into a full-size step towards zero, erasing the embeddings.
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Storage, Tensor, Var};
+use candle_core::{Storage, Tensor, Var};
 
 use super::cpu_ops;
 
@@ -173,18 +173,19 @@ impl Slot {
             (false, _) => shape.elem_count().max(1),
         };
         let guards = [var.as_tensor(), &*m, &*v, g].map(|t| t.storage_and_layout());
-        let mut slices = Vec::with_capacity(guards.len());
-        for (storage, layout) in &guards {
-            match (&**storage, layout.contiguous_offsets()) {
-                (Storage::Cpu(CpuStorage::F32(x)), Some((a, b))) if b - a == shape.elem_count() => {
-                    slices.push(&x[a..b]);
-                }
-                _ => return Ok(false),
-            }
-        }
-        let [theta, m0, v0, g0] = slices[..] else {
+        let slices: Option<Vec<&[f32]>> = guards
+            .iter()
+            .map(|(storage, layout)| match &**storage {
+                Storage::Cpu(cpu) => cpu_ops::values(cpu, layout, "adam", "operand").ok(),
+                _ => None,
+            })
+            .collect();
+        let Some([theta, m0, v0, g0]) = slices.and_then(|s| <[&[f32]; 4]>::try_from(s).ok()) else {
             return Ok(false);
         };
+        if [m0, v0, g0].iter().any(|x| x.len() != theta.len()) {
+            return Ok(false);
+        }
         let f = |x: f64| x as f32;
         let c = k.c;
         let (l2, b1, b2, one_b1, one_b2) = (
