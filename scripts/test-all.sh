@@ -43,6 +43,14 @@ else
   cat target/check-product-text.log
   fail "$(tail -n 1 target/check-product-text.log)"
 fi
+echo "== module cycles"
+if python3 scripts/lib/test_module_cycles.py > target/module-cycles.log 2>&1 &&
+  python3 scripts/lib/module_cycles.py >> target/module-cycles.log 2>&1; then
+  echo "module cycles: none ($(grep -c 'no cycle' target/module-cycles.log) crates)" >> "$SUMMARY"
+else
+  cat target/module-cycles.log
+  fail "module cycles: FOUND ($(grep -c 'module cycle' target/module-cycles.log))"
+fi
 echo "== cargo fmt --check"
 if cargo fmt --all -- --check; then echo "fmt: clean" >> "$SUMMARY"; else fail "fmt: FAILED"; fi
 
@@ -54,7 +62,7 @@ build=$!
 
 # onnx (the exported graphs' checker). ONNX Runtime, the library ort loads, is not installed:
 # the first test that needs it downloads the pinned release into the user cache
-# (trainer/src/ort_fetch.rs), as the README's first command does on a fresh machine.
+# (trainer/ort/src/fetch.rs), as the README's first command does on a fresh machine.
 echo "== python packages"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore onnx
 scripts/test-api.sh --install # schemathesis, pinned
@@ -101,7 +109,7 @@ else
   fail "clippy: FAILED"
 fi
 # The README's first command as a new user runs it: no ONNX Runtime installed, ORT_DYLIB_PATH
-# unset and an empty cache, so the pinned library is downloaded (trainer/src/ort_fetch.rs). It
+# unset and an empty cache, so the pinned library is downloaded (trainer/ort/src/fetch.rs). It
 # runs the `slowfast` binary the workspace tests just built (target/debug) for one seed: the
 # release build alone took 19 of a cold run's 70 minutes on 2 cores and the three seeds 15 more.
 # The code path is the one `cargo run --release` takes; the three-seed release tables are

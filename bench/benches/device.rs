@@ -4,7 +4,8 @@
 //! model's floor ([`slowfast_core::bench`]).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use slowfast_core::bench::{candidates, fixture_bundle};
+use slowfast_core::bench::candidates;
+use slowfast_core::manifest::fixture_bundle;
 use slowfast_core::manifest::{Manifest, MANIFEST_JSON};
 use slowfast_core::{Config, SlowFast};
 

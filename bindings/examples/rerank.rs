@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use slowfast_ffi::{default_config, FeedItem, FeedResponse, SlowFast, Vector};
+use slowfast_ffi::{default_config, Engine, FeedItem, FeedResponse, Vector};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,7 +25,7 @@ fn main() {
             "u".into(),
         )
     };
-    let engine = SlowFast::new(config).unwrap_or_else(|e| exit(&e.to_string()));
+    let engine = Engine::new(config).unwrap_or_else(|e| exit(&e.to_string()));
     let result = match mode {
         "scores" => scores(&engine),
         "bench" => bench(&engine),
@@ -38,7 +38,7 @@ fn main() {
     }
 }
 
-fn scores(engine: &SlowFast) -> Result<(), slowfast_ffi::SlowFastError> {
+fn scores(engine: &Engine) -> Result<(), slowfast_ffi::SlowFastError> {
     let feed = feed(engine, 50);
     engine.rerank(feed.clone())?;
     for (i, it) in feed.items.iter().take(8).enumerate() {
@@ -51,7 +51,7 @@ fn scores(engine: &SlowFast) -> Result<(), slowfast_ffi::SlowFastError> {
     Ok(())
 }
 
-fn bench(engine: &SlowFast) -> Result<(), slowfast_ffi::SlowFastError> {
+fn bench(engine: &Engine) -> Result<(), slowfast_ffi::SlowFastError> {
     let feed = feed(engine, 100);
     let rerank = median_us(500, |_| engine.rerank(feed.clone()).map(drop))?;
     let exposure = median_us(500, |i| {
@@ -80,7 +80,7 @@ fn median_us(
 }
 
 /// `n` candidates with deterministic vectors: the formula of android's `Fixtures.feed`.
-fn feed(engine: &SlowFast, n: usize) -> FeedResponse {
+fn feed(engine: &Engine, n: usize) -> FeedResponse {
     let dim = engine.neg_memory().0.len();
     let v = |i: usize, k: usize| -> Vector {
         Vector(

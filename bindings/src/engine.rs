@@ -47,17 +47,21 @@ impl Cancellation {
 /// `r̂2` (eq. 5), re-ranks the server's feed with the fast model (eq. 7–8) and syncs.
 /// Thread-safe; close it (Kotlin `close()`/`use {}`) to release the store and its data
 /// directory. The network calls block their thread until done or cancelled.
+///
+/// In Rust this is the [`Engine`] object; Kotlin and Swift see it as `SlowFast`, the engine
+/// their apps use.
 #[derive(uniffi::Object)]
-pub struct SlowFast(slowfast_core::SlowFast);
+#[uniffi(name = "SlowFast")]
+pub struct Engine(slowfast_core::SlowFast);
 
-#[uniffi::export]
-impl SlowFast {
+#[uniffi::export(name = "SlowFast")]
+impl Engine {
     /// Opens or creates the store in `config.data_dir` and loads the installed bundle (or
     /// `config.initial_bundle`). Touches no network.
     #[uniffi::constructor]
-    pub fn new(config: Config) -> Result<Arc<SlowFast>, SlowFastError> {
+    pub fn new(config: Config) -> Result<Arc<Engine>, SlowFastError> {
         let config = slowfast_core::Config::try_from(config)?;
-        guard(|| slowfast_core::SlowFast::open(config)).map(|e| Arc::new(SlowFast(e)))
+        guard(|| slowfast_core::SlowFast::open(config)).map(|e| Arc::new(Engine(e)))
     }
 
     /// Replaces the bearer token; calls started afterwards send the new one. A token that

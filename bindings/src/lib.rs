@@ -10,7 +10,7 @@ mod error;
 mod wire;
 
 pub use config::{default_config, Config, SyncReport};
-pub use engine::{Cancellation, SlowFast};
+pub use engine::{Cancellation, Engine};
 pub use error::SlowFastError;
 pub use wire::{FeedItem, FeedResponse, Vector};
 

@@ -6,7 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bundle = std::env::args_os()
         .nth(1)
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(slowfast_core::bench::fixture_bundle);
+        .unwrap_or_else(slowfast_core::manifest::fixture_bundle);
     let figures = slowfast_core::bench::device(&bundle)?;
     println!("{}", serde_json::to_string_pretty(&figures)?);
     Ok(())

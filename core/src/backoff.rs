@@ -58,6 +58,7 @@ impl Backoff {
         self.not_before_ms.saturating_sub(now_ms).max(0) as u64
     }
 
+    #[cfg(test)]
     pub fn failures(&self) -> u32 {
         self.failures
     }

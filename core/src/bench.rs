@@ -5,7 +5,7 @@
 //! link: [`device`] leaves it `None` and the trainer's CLI fills it in from its own runs of
 //! `fast.onnx` in both runtimes on identical inputs with [`DeviceBench::with_ort_ratio`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -287,9 +287,4 @@ pub fn rss_mb() -> Option<f64> {
         .parse()
         .ok()?;
     Some(kb / 1024.0)
-}
-
-/// The fixture bundle of the core's tests, when the source tree is at hand.
-pub fn fixture_bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bundle")
 }

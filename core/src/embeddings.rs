@@ -89,12 +89,9 @@ impl EmbeddingCache {
     }
 
     /// Unpinned entries held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lru.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lru.is_empty() && self.pinned.is_empty()
     }
 }
 

@@ -2,19 +2,20 @@
 //!
 //! The fast component runs here, on the phone, from an ONNX model bundle ([`manifest`]).
 //! [`wire`] holds the JSON types of the sync protocol, shared with the server in
-//! `slowfast-trainer` so that both sides use one definition.
+//! `slowfast-server` so that both sides use one definition.
 
-pub mod backoff;
+mod backoff;
+// Not part of the SDK an app ships: the CLI's and the criterion benchmarks' figures.
+#[cfg(feature = "bench")]
 pub mod bench;
-pub mod embeddings;
+mod embeddings;
 mod engine;
 pub mod error;
 pub mod manifest;
 pub mod model;
 pub mod store;
 pub mod sync;
-pub mod window;
-pub mod window_gru;
+mod window;
 pub mod wire;
 
 pub use engine::{Config, Scored, SlowFast, SyncReport, LOCK_FILE, NEG_LOG_LEN};

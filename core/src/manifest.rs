@@ -36,6 +36,7 @@
 //! `items.json` — [`ItemTable`].
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -252,6 +253,12 @@ fn refuse(file: &str, reason: impl std::fmt::Display) -> SlowFastError {
         file: file.to_string(),
         reason: reason.to_string(),
     }
+}
+
+/// The bundle the core's tests and benchmarks run on (`core/tests/data/bundle`), when the
+/// source tree is at hand.
+pub fn fixture_bundle() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bundle")
 }
 
 #[cfg(test)]

@@ -34,14 +34,6 @@ impl Window {
         self.capacity
     }
 
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
     /// Appends `event` as the newest; returns the oldest event if it fell out.
     pub fn push(&mut self, event: WindowEvent) -> Option<WindowEvent> {
         let evicted = if self.events.len() == self.capacity {
@@ -59,12 +51,9 @@ impl Window {
     }
 
     /// The newest `n` events, oldest first.
+    #[cfg(test)]
     pub fn newest(&self, n: usize) -> impl Iterator<Item = &WindowEvent> {
         self.events.iter().skip(self.events.len().saturating_sub(n))
-    }
-
-    pub fn clear(&mut self) {
-        self.events.clear();
     }
 }
 

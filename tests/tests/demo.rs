@@ -6,20 +6,21 @@ use slowfast_core::manifest::Manifest;
 use slowfast_core::sync::{Conditional, SyncClient};
 use slowfast_core::wire::FeedResponse;
 use slowfast_core::{Cancel, Config, SlowFast as Engine};
+use slowfast_data::synth::{Dynamics, SynthConfig};
+use slowfast_feed::retrieval::Retrieval;
+use slowfast_online::demo::{self, DemoConfig};
+use slowfast_online::retrain::{export_verified, NextRound};
+use slowfast_server::auth::{unix_now, Secret};
+use slowfast_server::{Running, ServeConfig};
+use slowfast_trainer::arms::Arm;
 use slowfast_trainer::checkpoint::Vocabulary;
 use slowfast_trainer::checkpoint::{Checkpoint, CheckpointConfig, NewItem, FORMAT_VERSION};
-use slowfast_trainer::demo::{self, arms::Arm, DemoConfig};
 use slowfast_trainer::export::bundle::{write_bundle, Provenance};
 use slowfast_trainer::export::verify::read_verified;
 use slowfast_trainer::models::features::Windows;
-use slowfast_trainer::models::slowfast::{SlowFast, Variant};
+use slowfast_trainer::models::slowfast::{SlowFastNet, Variant};
 use slowfast_trainer::models::train::TrainConfig;
 use slowfast_trainer::models::ModelConfig;
-use slowfast_trainer::retrain::{export_verified, NextRound};
-use slowfast_trainer::serve::auth::{unix_now, Secret};
-use slowfast_trainer::serve::retrieval::Retrieval;
-use slowfast_trainer::serve::{Running, ServeConfig};
-use slowfast_trainer::synth::{Dynamics, SynthConfig};
 
 fn small(out: &std::path::Path) -> DemoConfig {
     DemoConfig {
@@ -208,7 +209,7 @@ fn tiny() -> ModelConfig {
 
 /// A bundle of seeded random weights over 20 items.
 fn random_bundle(dir: &std::path::Path, seed: u64) -> String {
-    let model = SlowFast::new(Variant::Mc2sf, 20, tiny(), seed).unwrap();
+    let model = SlowFastNet::new(Variant::Mc2sf, 20, tiny(), seed).unwrap();
     let from = Provenance {
         trained_on: "test".into(),
         commit: "test".into(),

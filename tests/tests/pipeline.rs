@@ -1,13 +1,13 @@
 //! The foundation end to end on the synthetic default: generate → write CSV → read → filter →
 //! split → evaluate the harness baselines with the paper's protocol.
 
+use slowfast_data::protocol::sampler::NegativePool;
+use slowfast_data::synth::{generate, SynthConfig};
+use slowfast_data::{csv, Dataset, Format, ReadOptions};
 use slowfast_trainer::baselines::ZooConfig;
-use slowfast_trainer::data::{csv, Dataset, Format, ReadOptions};
 use slowfast_trainer::eval::report::Results;
-use slowfast_trainer::eval::sampler::NegativePool;
 use slowfast_trainer::eval::{full, runner};
 use slowfast_trainer::models::train::TrainConfig;
-use slowfast_trainer::synth::{generate, SynthConfig};
 
 #[test]
 fn pop_beats_random_and_random_sits_at_chance_on_the_synthetic_default() {
