@@ -28,6 +28,9 @@ SUMMARY=target/test-all-summary.txt
 failed=0
 # fail LINE: records a failed check in the summary.
 fail() { failed=1; echo "$1" >> "$SUMMARY"; }
+# A failed check's log whose end is printed after the summary (the end of the output is what a
+# CI page shows first).
+failed_logs=()
 
 # A cold run writes about 9 GB (host build 6.5, cross build 1, clippy's check build 1.5); say
 # so up front when the disk is short rather than fail on "No space left on device" halfway.
@@ -116,14 +119,19 @@ fi
 # remade by hand (docs/results/demo.md gives the command).
 echo "== slowfast demo --seeds 1 (the test build, fresh ONNX Runtime cache)"
 rm -rf target/ci-ort-cache target/ci-demo
-if [ -x target/debug/slowfast ] &&
-  env -u ORT_DYLIB_PATH SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cache" \
-    target/debug/slowfast demo --seeds 1 --out target/ci-demo 2>&1 | tee target/demo.log &&
-  [ -f target/ci-ort-cache/onnxruntime-1.31.1/libonnxruntime.so.1.31.1 ] &&
-  grep -q "downloading it from" target/demo.log; then
-  echo "readme demo: passed (ONNX Runtime downloaded; one seed, tables in target/ci-demo)" >> "$SUMMARY"
+status=0
+env -u ORT_DYLIB_PATH SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cache" \
+  target/debug/slowfast demo --seeds 1 --out target/ci-demo 2>&1 | tee target/demo.log ||
+  status=$?
+if [ "$status" != 0 ]; then
+  fail "readme demo: FAILED (exit status $status; the end of target/demo.log follows the summary)"
+  failed_logs+=(target/demo.log)
+elif [ ! -f target/ci-ort-cache/onnxruntime-1.31.1/libonnxruntime.so.1.31.1 ]; then
+  fail "readme demo: FAILED (ONNX Runtime not in the fresh cache afterwards)"
+elif ! grep -q "downloading it from" target/demo.log; then
+  fail "readme demo: FAILED (ONNX Runtime was not downloaded: found elsewhere)"
 else
-  fail "readme demo: FAILED"
+  echo "readme demo: passed (ONNX Runtime downloaded; one seed, tables in target/ci-demo)" >> "$SUMMARY"
 fi
 # The sync API against its own OpenAPI document (schemathesis, a valid token, bounded cases per
 # operation), on the same binary and the ONNX Runtime the demo just downloaded.
@@ -156,4 +164,8 @@ else
 fi
 echo "== summary"
 cat "$SUMMARY"
+for log in "${failed_logs[@]}"; do
+  echo "== the end of $log"
+  tail -n 40 "$log" | sed 's/\x1b\[[0-9;]*m//g'
+done
 exit $failed

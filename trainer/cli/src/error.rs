@@ -13,19 +13,11 @@ pub enum CliError {
     #[error("data: {0}")]
     Unusable(String),
     /// A file the command writes could not be written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] slowfast_data::FileError),
     /// The command's JSON output could not be written.
-    #[error("serialise {what}: {source}")]
-    Json {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Json(#[from] slowfast_data::JsonError),
     #[error(transparent)]
     Data(#[from] slowfast_data::DataError),
     #[error(transparent)]
@@ -44,9 +36,6 @@ pub type Result<T, E = CliError> = std::result::Result<T, E>;
 impl CliError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CliError::Io {
-            path: path.into(),
-            source,
-        }
+        slowfast_data::FileError::new(path, source).into()
     }
 }

@@ -54,5 +54,7 @@ pub fn process(serving: bool, default_log: &str) {
                 .unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
+        // Colours on a terminal only: a log piped to a file or CI keeps no escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

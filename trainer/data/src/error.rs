@@ -7,12 +7,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be opened, read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A record of an input file is malformed: `file:line: reason`.
     #[error("{file}:{line}: {reason}")]
     Parse {
@@ -34,9 +30,43 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 impl DataError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
+        FileError::new(path, source).into()
+    }
+}
+
+/// A file could not be opened, read or written: which one, and the I/O error. The `Io`
+/// variant of every layer's error holds one.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FileError {
+    pub fn new(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FileError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// JSON could not be read or written: what it was, and serde's error. The `Json` variant of
+/// every layer's error holds one.
+#[derive(Debug, thiserror::Error)]
+#[error("serialise {what}: {source}")]
+pub struct JsonError {
+    pub what: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl JsonError {
+    /// The `map_err` argument for serde's error about `what`.
+    pub fn of(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> JsonError {
+        let what = what.into();
+        move |source| JsonError { what, source }
     }
 }

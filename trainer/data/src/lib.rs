@@ -16,7 +16,7 @@ pub mod split;
 pub mod steam;
 pub mod synth;
 
-pub use error::{DataError, Result};
+pub use error::{DataError, FileError, JsonError, Result};
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -188,7 +188,7 @@ impl Checkpoint {
         let path = dir.join(CONFIG);
         let bytes = std::fs::read(&path).map_err(|e| TrainerError::io(&path, e))?;
         let config: CheckpointConfig =
-            serde_json::from_slice(&bytes).map_err(|e| TrainerError::Parse {
+            serde_json::from_slice(&bytes).map_err(|e| slowfast_data::DataError::Parse {
                 file: path.display().to_string(),
                 line: e.line() as u64,
                 reason: e.to_string(),
@@ -230,10 +230,7 @@ impl Checkpoint {
 fn save_parts(model: &SlowFastNet, config: &CheckpointConfig, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
     model.varmap.save(dir.join(WEIGHTS))?;
-    let json = serde_json::to_vec_pretty(config).map_err(|e| TrainerError::Json {
-        what: CONFIG.into(),
-        source: e,
-    })?;
+    let json = serde_json::to_vec_pretty(config).map_err(slowfast_data::JsonError::of(CONFIG))?;
     let tmp = dir.join(format!("{CONFIG}.tmp"));
     std::fs::write(&tmp, json).map_err(|e| TrainerError::io(&tmp, e))?;
     let path = dir.join(CONFIG);

@@ -7,19 +7,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
     /// A file could not be opened, read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A record of an input file is malformed: `file:line: reason`.
-    #[error("{file}:{line}: {reason}")]
-    Parse {
-        file: String,
-        line: u64,
-        reason: String,
-    },
+    #[error(transparent)]
+    Io(#[from] slowfast_data::FileError),
     /// Reading or preparing the data failed ([`slowfast_data`]).
     #[error(transparent)]
     Data(#[from] slowfast_data::DataError),
@@ -30,12 +19,8 @@ pub enum TrainerError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// A result or report could not be serialised.
-    #[error("serialise {what}: {source}")]
-    Json {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Json(#[from] slowfast_data::JsonError),
     /// A tensor operation of the training framework failed (shapes, devices, I/O of checkpoints).
     #[error("tensor: {0}")]
     Candle(#[from] candle_core::Error),
@@ -66,9 +51,6 @@ pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
 impl TrainerError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainerError::Io {
-            path: path.into(),
-            source,
-        }
+        slowfast_data::FileError::new(path, source).into()
     }
 }

@@ -6,12 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum OnlineError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] slowfast_data::FileError),
     /// A setting is outside its domain.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -19,12 +15,8 @@ pub enum OnlineError {
     #[error("data: {0}")]
     Unusable(String),
     /// A report could not be serialised.
-    #[error("serialise {what}: {source}")]
-    Json {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Json(#[from] slowfast_data::JsonError),
     /// A stage of `slowfast demo` failed; `source` says why.
     #[error("demo stage `{stage}` failed: {source}")]
     Stage {
@@ -52,9 +44,6 @@ pub type Result<T, E = OnlineError> = std::result::Result<T, E>;
 impl OnlineError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        OnlineError::Io {
-            path: path.into(),
-            source,
-        }
+        slowfast_data::FileError::new(path, source).into()
     }
 }

@@ -187,14 +187,52 @@ pub fn install(bytes: &[u8], url: &str, wheel: &Wheel, target: &Path) -> Result<
     Ok(())
 }
 
-/// The wheel's bytes, with a progress line on stderr.
+/// How long to wait before each retry of a download that failed on the way (a refused or
+/// reset connection, a timeout, a 429 or 5xx answer): a first run on a flaky network should
+/// not end on one dropped packet. Other answers (404, 403) are final.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(8)];
+
+/// The wheel's bytes, with a progress line on stderr, retried after [`RETRY_DELAYS`].
+fn download(url: &str) -> Result<Vec<u8>, FetchError> {
+    download_retrying(url, &RETRY_DELAYS)
+}
+
+/// [`download`], waiting `delays[k]` before attempt `k + 2`.
 ///
-/// The transfer runs on a thread of its own: reqwest's blocking client starts and drops a
+/// Each transfer runs on a thread of its own: reqwest's blocking client starts and drops a
 /// runtime of its own, which tokio refuses on a thread already inside an async context (the
 /// sync server and the demo first load the library from one).
-fn download(url: &str) -> Result<Vec<u8>, FetchError> {
-    std::thread::scope(|scope| scope.spawn(|| download_on_this_thread(url)).join())
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+fn download_retrying(url: &str, delays: &[Duration]) -> Result<Vec<u8>, FetchError> {
+    let mut delays = delays.iter();
+    loop {
+        let attempt =
+            std::thread::scope(|scope| scope.spawn(|| download_on_this_thread(url)).join())
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match (attempt, delays.next()) {
+            (Err(e), Some(delay)) if e.is_transient() => {
+                eprintln!("slowfast: {e}; trying again in {} s", delay.as_secs_f32());
+                std::thread::sleep(*delay);
+            }
+            (attempt, _) => return attempt,
+        }
+    }
+}
+
+impl FetchError {
+    /// Whether the same request may succeed when sent again: the connection failed or timed
+    /// out, the server was busy or failing (429, 5xx), or the body broke off.
+    fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Http { source, .. } => source.status().is_none_or(|status| {
+                status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            }),
+            FetchError::Io { .. } => true,
+            FetchError::Unsupported(_)
+            | FetchError::NoCacheDir
+            | FetchError::Hash { .. }
+            | FetchError::Zip { .. } => false,
+        }
+    }
 }
 
 fn download_on_this_thread(url: &str) -> Result<Vec<u8>, FetchError> {
@@ -318,33 +356,69 @@ mod tests {
         assert!(!target.exists());
     }
 
+    const WHEEL: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nwheel";
+    const UNAVAILABLE: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const NOT_FOUND: &[u8] =
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+    /// A loopback HTTP server that answers one request per connection with `answers`, in
+    /// order, then stops; its URL and the number of requests it answered (on join).
+    fn serve(answers: Vec<&'static [u8]>) -> (String, std::thread::JoinHandle<usize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/wheel.whl", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            for answer in &answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") {
+                    std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
+                    request.push(byte[0]);
+                }
+                stream.write_all(answer).unwrap();
+            }
+            answers.len()
+        });
+        (url, server)
+    }
+
     /// The sync server first loads ONNX Runtime from inside tokio; the blocking download must
     /// not tear down a runtime there.
     #[test]
     fn a_download_from_inside_an_async_context_completes() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/wheel.whl", listener.local_addr().unwrap());
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut request = Vec::new();
-            let mut byte = [0u8; 1];
-            while !request.ends_with(b"\r\n\r\n") {
-                std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
-                request.push(byte[0]);
-            }
-            stream
-                .write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nwheel",
-                )
-                .unwrap();
-        });
+        let (url, server) = serve(vec![WHEEL]);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let bytes = runtime.block_on(async { download(&url) }).unwrap();
         assert_eq!(bytes, b"wheel");
-        server.join().unwrap();
+        assert_eq!(server.join().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_busy_server_is_asked_again_and_a_missing_file_is_not() {
+        let no_wait = [Duration::ZERO; 2];
+        let (url, server) = serve(vec![UNAVAILABLE, UNAVAILABLE, WHEEL]);
+        assert_eq!(download_retrying(&url, &no_wait).unwrap(), b"wheel");
+        assert_eq!(server.join().unwrap(), 3);
+
+        // Retries run out: the last failure is the error.
+        let (url, server) = serve(vec![UNAVAILABLE, UNAVAILABLE]);
+        let err = download_retrying(&url, &no_wait[..1]).unwrap_err();
+        assert!(err.to_string().contains("503"), "{err}");
+        assert_eq!(server.join().unwrap(), 2);
+
+        // A 404 is final: one request, however many retries were allowed.
+        let (url, server) = serve(vec![NOT_FOUND]);
+        let err = download_retrying(&url, &no_wait).unwrap_err();
+        assert!(
+            matches!(&err, FetchError::Http { .. }) && !err.is_transient(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("404"), "{err}");
+        assert_eq!(server.join().unwrap(), 1);
     }
 
     #[test]

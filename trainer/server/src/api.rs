@@ -63,10 +63,7 @@ impl Model {
             items: &bundle.items.ids,
             files: &files,
         }))
-        .map_err(|e| ServerError::Json {
-            what: "the OpenAPI document".into(),
-            source: e,
-        })?;
+        .map_err(slowfast_data::JsonError::of("the OpenAPI document"))?;
         Ok(Model {
             bundle,
             ranker,

@@ -159,11 +159,8 @@ pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
         std::fs::read(&p).map_err(|e| ServerError::io(p, e))
     };
     let manifest = Manifest::from_json(&read(MANIFEST_JSON)?)?;
-    let items: ItemTable =
-        serde_json::from_slice(&read(ITEMS_JSON)?).map_err(|e| ServerError::Json {
-            what: ITEMS_JSON.into(),
-            source: e,
-        })?;
+    let items: ItemTable = serde_json::from_slice(&read(ITEMS_JSON)?)
+        .map_err(slowfast_data::JsonError::of(ITEMS_JSON))?;
     let has_slow = manifest.files.contains_key(SLOW_ONNX);
     let dir = std::env::temp_dir().join(format!("slowfast-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;

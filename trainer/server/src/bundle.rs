@@ -64,11 +64,9 @@ impl Bundle {
             }
         }
         manifest.file(ITEMS_JSON)?;
-        let table: ItemTable =
-            serde_json::from_slice(&read(ITEMS_JSON)?).map_err(|e| ServerError::Json {
-                what: dir.join(ITEMS_JSON).display().to_string(),
-                source: e,
-            })?;
+        let table: ItemTable = serde_json::from_slice(&read(ITEMS_JSON)?).map_err(
+            slowfast_data::JsonError::of(dir.join(ITEMS_JSON).display().to_string()),
+        )?;
         let items = Items::new(table, manifest.dim)?;
         let slow_onnx = manifest
             .files

@@ -8,22 +8,14 @@ use std::path::PathBuf;
 pub enum ServerError {
     /// A file of the server (the bundle, a secret, a benchmark's output) could not be read
     /// or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] slowfast_data::FileError),
     /// A setting is outside its domain (a secret, a rate limit, a benchmark's load).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// JSON could not be read or written.
-    #[error("serialise {what}: {source}")]
-    Json {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Json(#[from] slowfast_data::JsonError),
     /// The database refused or failed a query.
     #[error("store: {what}: {source}")]
     Database {
@@ -72,9 +64,6 @@ pub type Result<T, E = ServerError> = std::result::Result<T, E>;
 impl ServerError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ServerError::Io {
-            path: path.into(),
-            source,
-        }
+        slowfast_data::FileError::new(path, source).into()
     }
 }

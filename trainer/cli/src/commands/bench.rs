@@ -52,10 +52,9 @@ enum BenchTarget {
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     let json = |what: &str, v: std::result::Result<serde_json::Value, serde_json::Error>| {
-        v.map_err(|source| CliError::Json {
-            what: format!("{what} benchmark figures"),
-            source,
-        })
+        v.map_err(slowfast_data::JsonError::of(format!(
+            "{what} benchmark figures"
+        )))
     };
     let wants = |t: BenchTarget| a.target == t || a.target == BenchTarget::All;
     let mut figures = serde_json::Map::new();

@@ -66,11 +66,14 @@ pub struct DemoArgs {
     item_arrivals: usize,
     /// Seconds (of a user's clock) after a click before the user may click the item again and
     /// the app shows it again; `off`: never.
-    #[arg(long, default_value = "86400")]
+    #[arg(long, default_value_t = OrOff(DemoConfig::default().dynamics.revisit_secs))]
     revisit: OrOff<i64>,
     /// Half-life in seconds of an item's fatigue (unclicked shows); `off`: fatigue never
     /// wears off.
-    #[arg(long, default_value = "86400")]
+    #[arg(
+        long,
+        default_value_t = OrOff(DemoConfig::default().dynamics.fatigue_half_life_secs)
+    )]
     fatigue_half_life: OrOff<f64>,
     /// Threads driving the phones.
     #[arg(long, default_value_t = DemoConfig::default().threads)]
@@ -146,6 +149,15 @@ impl DemoArgs {
 /// A number, or `off` for none.
 #[derive(Clone, Copy, Debug)]
 struct OrOff<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrOff<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
 
 impl<T: std::str::FromStr> std::str::FromStr for OrOff<T>
 where

@@ -53,10 +53,8 @@ fn in_child(runner: &Path, bundle: &Path) -> Result<DeviceBench> {
             status: out.status,
         });
     }
-    serde_json::from_slice(&out.stdout).map_err(|source| TrainerError::Json {
-        what: "device benchmark figures".into(),
-        source,
-    })
+    Ok(serde_json::from_slice(&out.stdout)
+        .map_err(slowfast_data::JsonError::of("device benchmark figures"))?)
 }
 
 /// Calls `f` with `bundle`, or with a randomly initialised bundle of the default shape written

@@ -44,10 +44,8 @@ pub fn curves(seed: u64, logs: &[(String, TrainLog)]) -> Vec<Curve> {
 
 /// Writes `curves.json` and `curves.svg` into `dir`.
 pub fn write(curves: &[Curve], dir: &Path) -> Result<()> {
-    let json = serde_json::to_string_pretty(curves).map_err(|source| TrainerError::Json {
-        what: "training curves".into(),
-        source,
-    })?;
+    let json = serde_json::to_string_pretty(curves)
+        .map_err(slowfast_data::JsonError::of("training curves"))?;
     let path = dir.join("curves.json");
     std::fs::write(&path, json + "\n").map_err(|e| TrainerError::io(&path, e))?;
     draw(curves, &dir.join("curves.svg"))

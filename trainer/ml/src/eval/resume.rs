@@ -181,10 +181,8 @@ impl SeedStore {
             models: self.models.clone(),
             outcome: outcome.clone(),
         };
-        let json = serde_json::to_vec(&record).map_err(|source| TrainerError::Json {
-            what: format!("seed {seed}"),
-            source,
-        })?;
+        let json = serde_json::to_vec(&record)
+            .map_err(slowfast_data::JsonError::of(format!("seed {seed}")))?;
         let path = self.path(seed);
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, json).map_err(|e| TrainerError::io(&tmp, e))?;

@@ -37,10 +37,8 @@ pub fn item_table(model: &SlowFastNet, items: &Vocabulary) -> Result<ItemTable> 
 /// Every file of a bundle but the manifest, by name.
 pub fn bundle_files(model: &SlowFastNet, items: &Vocabulary) -> Result<BTreeMap<String, Vec<u8>>> {
     let table = item_table(model, items)?;
-    let items_json = serde_json::to_vec(&table).map_err(|e| TrainerError::Json {
-        what: ITEMS_JSON.into(),
-        source: e,
-    })?;
+    let items_json =
+        serde_json::to_vec(&table).map_err(slowfast_data::JsonError::of(ITEMS_JSON))?;
     Ok(BTreeMap::from([
         (FAST_ONNX.to_string(), fast_onnx(model)?),
         (NEG_STEP_ONNX.to_string(), neg_step_onnx(model)?),
@@ -96,10 +94,8 @@ pub fn write_bundle(
         let path = dir.join(name);
         std::fs::write(&path, bytes).map_err(|e| TrainerError::io(&path, e))?;
     }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| TrainerError::Json {
-        what: MANIFEST_JSON.into(),
-        source: e,
-    })?;
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(slowfast_data::JsonError::of(MANIFEST_JSON))?;
     let path = dir.join(MANIFEST_JSON);
     std::fs::write(&path, json).map_err(|e| TrainerError::io(&path, e))?;
     Ok(manifest)

@@ -298,10 +298,8 @@ impl Online {
     /// Writes `online.json`, `online.md` and `online.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| OnlineError::io(dir, e))?;
-        let json = serde_json::to_string_pretty(self).map_err(|source| OnlineError::Json {
-            what: "online metrics".into(),
-            source,
-        })?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(slowfast_data::JsonError::of("online metrics"))?;
         for (name, text) in [("online.json", json + "\n"), ("online.md", self.markdown())] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|e| OnlineError::io(&path, e))?;

@@ -295,10 +295,8 @@ fn state_of(r: &AnyRow) -> Result<(String, Vec<f32>)> {
         .try_get("model_version")
         .map_err(db_err("read user_state"))?;
     let json: String = r.try_get("neg_memory").map_err(db_err("read user_state"))?;
-    let v = serde_json::from_str(&json).map_err(|e| ServerError::Json {
-        what: "stored neg_memory".into(),
-        source: e,
-    })?;
+    let v =
+        serde_json::from_str(&json).map_err(slowfast_data::JsonError::of("stored neg_memory"))?;
     Ok((version, v))
 }
 

@@ -25,15 +25,10 @@ pub(super) struct NewUpload {
 
 impl NewUpload {
     pub(super) fn new(user: &str, req: UploadRequest, now_ms: i64) -> Result<NewUpload> {
-        let neg_memory = serde_json::to_string(&req.neg_memory).map_err(|e| ServerError::Json {
-            what: "neg_memory".into(),
-            source: e,
-        })?;
+        let neg_memory = serde_json::to_string(&req.neg_memory)
+            .map_err(slowfast_data::JsonError::of("neg_memory"))?;
         let mut digest = Sha256::new();
-        serde_json::to_writer(&mut digest, &req).map_err(|e| ServerError::Json {
-            what: "upload".into(),
-            source: e,
-        })?;
+        serde_json::to_writer(&mut digest, &req).map_err(slowfast_data::JsonError::of("upload"))?;
         Ok(NewUpload {
             user: user.to_string(),
             digest: hex::encode(digest.finalize()),

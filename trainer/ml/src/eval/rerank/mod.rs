@@ -509,10 +509,7 @@ impl RerankResults {
     pub fn write(&self, ranks: &[SeedRanks], dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
         let json = |what: &str, v: serde_json::Result<String>| {
-            v.map_err(|source| TrainerError::Json {
-                what: what.into(),
-                source,
-            })
+            v.map_err(slowfast_data::JsonError::of(what))
         };
         for (name, text) in [
             (

@@ -23,8 +23,9 @@
 //! where its input is `≥ 0`, as candle's does; the softmax is shifted by the largest valid
 //! score, as [`masked_softmax`](super::masked_softmax) is.
 
-use std::ops::Range;
+mod backward;
 
+use std::ops::Range;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
@@ -491,6 +492,5 @@ impl CustomOp3 for Attend {
     }
 }
 
-mod backward;
 #[cfg(test)]
 mod tests;
