@@ -219,8 +219,9 @@ fn download_retrying(url: &str, delays: &[Duration]) -> Result<Vec<u8>, FetchErr
 }
 
 impl FetchError {
-    /// Whether the same request may succeed when sent again: the connection failed or timed
-    /// out, the server was busy or failing (429, 5xx), or the body broke off.
+    /// Whether a download that failed this way may succeed when sent again: the connection
+    /// failed or timed out, the server was busy or failing (429, 5xx), or the body broke off
+    /// (a download's only `Io` error).
     fn is_transient(&self) -> bool {
         match self {
             FetchError::Http { source, .. } => source.status().is_none_or(|status| {
