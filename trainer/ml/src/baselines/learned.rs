@@ -219,3 +219,66 @@ impl Scorer for Learned {
         score_queries(&*self.net, self.windows, &device, queries)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every epoch of a fit is a line of the log at the default level, with the figures its
+    /// training curve keeps: a run whose output is not a terminal still shows its progress.
+    #[test]
+    fn each_epoch_is_logged_with_its_loss_and_validation() -> Result<()> {
+        let data = crate::testing::tiny();
+        let config = ZooConfig {
+            train: TrainConfig {
+                max_epochs: 3,
+                patience: 3,
+                ..TrainConfig::default()
+            },
+            ..ZooConfig::default()
+        };
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let model = tracing::subscriber::with_default(subscriber, || {
+            Learned::train(&data.split, Arch::Fm, &config, 1)
+        })?;
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let epochs: Vec<&str> = text.lines().filter(|l| l.contains(": epoch ")).collect();
+        let (label, logs) = &model.log.fits[0];
+        assert_eq!(epochs.len(), logs.len(), "{text}");
+        assert_eq!(logs.len(), 3);
+        for (line, log) in epochs.iter().zip(logs) {
+            for field in [
+                format!("label=\"{label}\""),
+                format!("epoch={}", log.epoch),
+                format!("loss={:?}", log.loss),
+                format!("valid_ndcg10={:?}", log.valid_ndcg10),
+            ] {
+                assert!(line.contains(&field), "{field} not in {line}");
+            }
+        }
+        Ok(())
+    }
+}

@@ -211,10 +211,25 @@ impl Run<'_, '_> {
             order.shuffle(&mut rng);
             let started = std::time::Instant::now();
             let (mut loss_sum, mut batches) = (0.0, 0usize);
-            for chunk in self.units.batches(&order, self.per_batch()) {
+            let chunks = self.units.batches(&order, self.per_batch());
+            let every = progress_every(chunks.len());
+            for chunk in &chunks {
                 loss_sum += self.step(chunk, &mut rng, &mut opt)?;
                 batches += 1;
                 bar.inc(1);
+                // Where no bar is drawn (stderr is not a terminal: a CI job, a batch
+                // scheduler), the log says how far the fit is.
+                if bar.is_hidden() && batches % every == 0 {
+                    tracing::info!(
+                        label,
+                        lr,
+                        epoch,
+                        batches,
+                        of = chunks.len(),
+                        loss = loss_sum / batches as f64,
+                        "training"
+                    );
+                }
             }
             let samples = (targets * (1 + cfg.negatives)) as f64;
             let train_s = started.elapsed().as_secs_f64();
@@ -229,7 +244,16 @@ impl Run<'_, '_> {
                 train_s,
                 kept: false,
             };
-            tracing::debug!(label, ?log, "epoch");
+            tracing::info!(
+                label,
+                lr,
+                epoch,
+                loss = log.loss,
+                valid_ndcg10 = ndcg,
+                samples_per_s = log.samples_per_s,
+                train_s,
+                "epoch"
+            );
             bar.set_message(format!(
                 "{label} lr {lr:e} epoch {epoch}: loss {:.4} valid NDCG@10 {ndcg:.4}",
                 log.loss
@@ -318,6 +342,12 @@ pub fn score_queries(
         .collect();
     let batch = Batch::new(&moments, &rows, net.needs(), windows, device)?;
     Ok(net.logits(&batch)?.flatten_all()?.to_vec1()?)
+}
+
+/// Every how many of an epoch's `batches` a fit whose bar is hidden logs its progress: ten
+/// lines an epoch.
+fn progress_every(batches: usize) -> usize {
+    batches.div_ceil(10).max(1)
 }
 
 fn progress(len: usize, label: &str) -> ProgressBar {
