@@ -4,6 +4,11 @@
 //! `None`), so it needs this instead of `serde_json`. Supported: dicts, lists, tuples (read as
 //! lists), `'…'` / `"…"` strings with an optional `u` prefix and Python's escapes, decimal ints
 //! and floats, `True`, `False`, `None`. Anything else is an error naming its column.
+//!
+//! Why not the `py_literal` crate (0.4, a pest grammar): it rejects the `u'…'` strings of
+//! Python 2 reprs, and on a review line of the Steam file, parsed 200,000 times on one core, it
+//! read 10 k lines/s against this parser's 187 k (the file has 7.8 M lines: 13 minutes
+//! against 42 seconds).
 
 use std::fmt::Display;
 
