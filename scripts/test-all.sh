@@ -26,11 +26,14 @@ mkdir -p target
 SUMMARY=target/test-all-summary.txt
 : > "$SUMMARY"
 failed=0
-# fail LINE: records a failed check in the summary.
-fail() { failed=1; echo "$1" >> "$SUMMARY"; }
-# A failed check's log whose end is printed after the summary (the end of the output is what a
-# CI page shows first).
+# fail LINE [LOG]: records a failed check in the summary; the end of its LOG is printed after
+# the summary (the end of the output is what a CI page shows first).
 failed_logs=()
+fail() {
+  failed=1
+  echo "$1" >> "$SUMMARY"
+  if [ -n "${2:-}" ]; then failed_logs+=("$2"); fi
+}
 
 # A cold run writes about 9 GB (host build 6.5, cross build 1, clippy's check build 1.5); say
 # so up front when the disk is short rather than fail on "No space left on device" halfway.
@@ -44,7 +47,7 @@ if scripts/check-product-text.sh > target/check-product-text.log 2>&1; then
   tail -n 1 target/check-product-text.log >> "$SUMMARY"
 else
   cat target/check-product-text.log
-  fail "$(tail -n 1 target/check-product-text.log)"
+  fail "$(tail -n 1 target/check-product-text.log)" target/check-product-text.log
 fi
 echo "== module cycles"
 if python3 scripts/lib/test_module_cycles.py > target/module-cycles.log 2>&1 &&
@@ -52,7 +55,7 @@ if python3 scripts/lib/test_module_cycles.py > target/module-cycles.log 2>&1 &&
   echo "module cycles: none ($(grep -c 'no cycle' target/module-cycles.log) crates)" >> "$SUMMARY"
 else
   cat target/module-cycles.log
-  fail "module cycles: FOUND ($(grep -c 'module cycle' target/module-cycles.log))"
+  fail "module cycles: FOUND ($(grep -c 'module cycle' target/module-cycles.log))" target/module-cycles.log
 fi
 echo "== cargo fmt --check"
 if cargo fmt --all -- --check; then echo "fmt: clean" >> "$SUMMARY"; else fail "fmt: FAILED"; fi
@@ -75,9 +78,10 @@ scripts/test-kotlin.sh --install
 # the tests under qemu, the rerank parity) goes in the background at nice 10, beside the host
 # build and tests: the core time those leave idle on 2 cores (the build's serial stretches,
 # tests that do not keep both cores busy, the Kotlin compiler, clippy) goes to the cross build,
-# and at nice 10 it yields a busy core to them. Side by side a cold run takes about 30 min on
-# 2 cores; one after the other, well over. It must finish: a run still going 55 minutes after
-# this script started is stopped and fails the run, like a run that finishes and fails.
+# and at nice 10 it yields a busy core to them. Side by side a cold run took 47 min on 2 cores,
+# the cross build and its tests ending 44 min in, with the host's last checks. It must finish:
+# a run still going 55 minutes after this script started is stopped and fails the run, like a
+# run that finishes and fails.
 ARM_DEADLINE=3300
 scripts/test-aarch64.sh --install
 arm_budget=$((ARM_DEADLINE - SECONDS))
@@ -95,13 +99,13 @@ results() {
     END { printf "%s: %d passed, %d failed, %d ignored\n", name, p, f, i }' "$1" >> "$SUMMARY"
 }
 echo "== cargo test"
-cargo test --workspace --locked 2>&1 | tee target/test-all.log || fail "cargo test: FAILED"
+cargo test --workspace --locked 2>&1 | tee target/test-all.log || fail "cargo test: FAILED" target/test-all.log
 results target/test-all.log workspace
 # The tests marked `#[ignore = "needs PostgreSQL"]` (each has `postgres` in its name), against
 # the server scripts/postgres.sh started; none running is a failure too.
 echo "== cargo test -- --ignored postgres (SLOWFAST_TEST_PG_URL)"
 cargo test --workspace --locked --tests -- --ignored postgres 2>&1 | tee target/test-postgres.log ||
-  fail "cargo test -- --ignored postgres: FAILED"
+  fail "cargo test -- --ignored postgres: FAILED" target/test-postgres.log
 results target/test-postgres.log postgresql
 pg_passed=$(awk '/^test result:/ { p += $4 } END { print p + 0 }' target/test-postgres.log)
 [ "$pg_passed" -gt 0 ] || fail "postgresql: no test ran"
@@ -109,7 +113,7 @@ echo "== cargo clippy --workspace --all-targets -- -D warnings"
 if cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1 | tee target/clippy.log; then
   echo "clippy: clean" >> "$SUMMARY"
 else
-  fail "clippy: FAILED"
+  fail "clippy: FAILED" target/clippy.log
 fi
 # The README's first command as a new user runs it: no ONNX Runtime installed, ORT_DYLIB_PATH
 # unset and an empty cache, so the pinned library is downloaded (trainer/ort/src/fetch.rs). It
@@ -124,8 +128,7 @@ env -u ORT_DYLIB_PATH SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cache" \
   target/debug/slowfast demo --seeds 1 --out target/ci-demo 2>&1 | tee target/demo.log ||
   status=$?
 if [ "$status" != 0 ]; then
-  fail "readme demo: FAILED (exit status $status; the end of target/demo.log follows the summary)"
-  failed_logs+=(target/demo.log)
+  fail "readme demo: FAILED (exit status $status)" target/demo.log
 elif [ ! -f target/ci-ort-cache/onnxruntime-1.31.1/libonnxruntime.so.1.31.1 ]; then
   fail "readme demo: FAILED (ONNX Runtime not in the fresh cache afterwards)"
 elif ! grep -q "downloading it from" target/demo.log; then
@@ -140,11 +143,11 @@ if SLOWFAST_BIN=target/debug/slowfast SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cac
   scripts/test-api.sh 2>&1 | tee target/test-api.log; then
   grep '^api: ' target/test-api.log | tail -n 1 >> "$SUMMARY"
 else
-  fail "$(grep '^api: ' target/test-api.log | tail -n 1 || echo 'api: FAILED')"
+  fail "$(grep '^api: ' target/test-api.log | tail -n 1 || echo 'api: FAILED')" target/test-api.log
 fi
 # Each script prints its summary lines last; summarize SCRIPT STATUS gathers them.
 summarize() {
-  [ "$2" = 0 ] || fail "scripts/$1.sh: FAILED (exit status $2)"
+  [ "$2" = 0 ] || fail "scripts/$1.sh: FAILED (exit status $2)" "target/$1.log"
   grep -E '^(kotlin|swift|readme snippets|aarch64|rerank parity): ' "target/$1.log" >> "$SUMMARY" || true
 }
 # The Kotlin/JVM tests, the sample app and the Swift header/C ABI checks on the host build just
@@ -158,7 +161,7 @@ status=0
 wait $arm || status=$?
 cat target/test-aarch64.log
 if [ $status = 124 ]; then
-  fail "aarch64: FAILED (not finished $ARM_DEADLINE s after the start; stopped)"
+  fail "aarch64: FAILED (not finished $ARM_DEADLINE s after the start; stopped)" target/test-aarch64.log
 else
   summarize test-aarch64 $status
 fi

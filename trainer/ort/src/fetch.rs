@@ -293,6 +293,8 @@ fn copy_with_progress(
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
     use super::*;
 
@@ -363,63 +365,92 @@ mod tests {
     const NOT_FOUND: &[u8] =
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-    /// A loopback HTTP server that answers one request per connection with `answers`, in
-    /// order, then stops; its URL and the number of requests it answered (on join).
-    fn serve(answers: Vec<&'static [u8]>) -> (String, std::thread::JoinHandle<usize>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/wheel.whl", listener.local_addr().unwrap());
-        let server = std::thread::spawn(move || {
-            for answer in &answers {
-                let (mut stream, _) = listener.accept().unwrap();
-                let mut request = Vec::new();
-                let mut byte = [0u8; 1];
-                while !request.ends_with(b"\r\n\r\n") {
-                    std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
-                    request.push(byte[0]);
+    /// A loopback HTTP server, one request per connection: the n-th request gets `answers[n]`,
+    /// a 404 past their end.
+    struct Server {
+        url: String,
+        stop: Arc<AtomicBool>,
+        thread: std::thread::JoinHandle<usize>,
+    }
+
+    impl Server {
+        fn start(answers: Vec<&'static [u8]>) -> Self {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let url = format!("http://{}/wheel.whl", listener.local_addr().unwrap());
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopped = Arc::clone(&stop);
+            let thread = std::thread::spawn(move || {
+                let mut requests = 0;
+                while !stopped.load(Ordering::SeqCst) {
+                    let mut stream = match listener.accept() {
+                        Ok((stream, _)) => stream,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
+                        Err(e) => panic!("accept: {e}"),
+                    };
+                    stream.set_nonblocking(false).unwrap();
+                    let mut request = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
+                        request.push(byte[0]);
+                    }
+                    stream
+                        .write_all(answers.get(requests).copied().unwrap_or(NOT_FOUND))
+                        .unwrap();
+                    requests += 1;
                 }
-                stream.write_all(answer).unwrap();
-            }
-            answers.len()
-        });
-        (url, server)
+                requests
+            });
+            Self { url, stop, thread }
+        }
+
+        /// Stops the server; the number of requests it had.
+        fn requests(self) -> usize {
+            self.stop.store(true, Ordering::SeqCst);
+            self.thread.join().unwrap()
+        }
     }
 
     /// The sync server first loads ONNX Runtime from inside tokio; the blocking download must
     /// not tear down a runtime there.
     #[test]
     fn a_download_from_inside_an_async_context_completes() {
-        let (url, server) = serve(vec![WHEEL]);
+        let server = Server::start(vec![WHEEL]);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let bytes = runtime.block_on(async { download(&url) }).unwrap();
+        let bytes = runtime.block_on(async { download(&server.url) }).unwrap();
         assert_eq!(bytes, b"wheel");
-        assert_eq!(server.join().unwrap(), 1);
+        assert_eq!(server.requests(), 1);
     }
 
     #[test]
     fn a_busy_server_is_asked_again_and_a_missing_file_is_not() {
         let no_wait = [Duration::ZERO; 2];
-        let (url, server) = serve(vec![UNAVAILABLE, UNAVAILABLE, WHEEL]);
-        assert_eq!(download_retrying(&url, &no_wait).unwrap(), b"wheel");
-        assert_eq!(server.join().unwrap(), 3);
+        let server = Server::start(vec![UNAVAILABLE, UNAVAILABLE, WHEEL]);
+        assert_eq!(download_retrying(&server.url, &no_wait).unwrap(), b"wheel");
+        assert_eq!(server.requests(), 3);
 
         // Retries run out: the last failure is the error.
-        let (url, server) = serve(vec![UNAVAILABLE, UNAVAILABLE]);
-        let err = download_retrying(&url, &no_wait[..1]).unwrap_err();
+        let server = Server::start(vec![UNAVAILABLE, UNAVAILABLE, WHEEL]);
+        let err = download_retrying(&server.url, &no_wait[..1]).unwrap_err();
         assert!(err.to_string().contains("503"), "{err}");
-        assert_eq!(server.join().unwrap(), 2);
+        assert_eq!(server.requests(), 2);
 
         // A 404 is final: one request, however many retries were allowed.
-        let (url, server) = serve(vec![NOT_FOUND]);
-        let err = download_retrying(&url, &no_wait).unwrap_err();
+        let server = Server::start(vec![NOT_FOUND, WHEEL]);
+        let err = download_retrying(&server.url, &no_wait).unwrap_err();
         assert!(
             matches!(&err, FetchError::Http { .. }) && !err.is_transient(),
             "{err}"
         );
         assert!(err.to_string().contains("404"), "{err}");
-        assert_eq!(server.join().unwrap(), 1);
+        assert_eq!(server.requests(), 1);
     }
 
     #[test]
