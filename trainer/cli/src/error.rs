@@ -1,8 +1,6 @@
 //! What a `slowfast` command reports: a flag it cannot use, or the error of the layer that
 //! failed, kept whole; `main` prints it as one line.
 
-use std::path::PathBuf;
-
 /// Every failure of a `slowfast` command.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -32,10 +30,3 @@ pub enum CliError {
 
 /// A command's result.
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
-
-impl CliError {
-    /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        slowfast_data::FileError::new(path, source).into()
-    }
-}

@@ -12,6 +12,7 @@ use flate2::Compression;
 
 use super::{malformed, EventKind, EventLog, ReadOptions};
 use crate::error::{DataError, Result};
+use crate::FileError;
 
 /// The required columns, in the order [`write`] puts them.
 const COLUMNS: [&str; 4] = ["user", "item", "timestamp", "kind"];
@@ -91,7 +92,7 @@ fn record_error(source: &str, e: csv::Error) -> Result<(u64, String)> {
             format!("expected {expected_len} fields as in the header, got {len}")
         }
         ErrorKind::Utf8 { .. } => "record is not valid UTF-8".to_owned(),
-        _ => return Err(DataError::io(source, e.into())),
+        _ => return Err(FileError::new(source, e.into()).into()),
     };
     Ok((line, reason))
 }
@@ -122,7 +123,7 @@ fn parse_record(
 
 /// Writes `log` in this format with its raw ids; gzip-compressed when `path` ends in `.gz`.
 pub fn write(log: &EventLog, path: &Path) -> Result<()> {
-    let io = |e| DataError::io(path, e);
+    let io = |e| FileError::new(path, e);
     let file = File::create(path).map_err(io)?;
     if path.extension().is_some_and(|ext| ext == "gz") {
         let gz = write_records(log, path, GzEncoder::new(file, Compression::default()))?;
@@ -135,7 +136,7 @@ pub fn write(log: &EventLog, path: &Path) -> Result<()> {
 
 /// Writes header and events to `out`, returning it flushed.
 fn write_records<W: Write>(log: &EventLog, path: &Path, out: W) -> Result<W> {
-    let csv_io = |e: csv::Error| DataError::io(path, e.into());
+    let csv_io = |e: csv::Error| FileError::new(path, e.into());
     let mut writer = Writer::from_writer(out);
     writer.write_record(COLUMNS).map_err(csv_io)?;
     for e in &log.events {
@@ -157,7 +158,7 @@ fn write_records<W: Write>(log: &EventLog, path: &Path, out: W) -> Result<W> {
     }
     writer
         .into_inner()
-        .map_err(|e| DataError::io(path, e.into_error()))
+        .map_err(|e| FileError::new(path, e.into_error()).into())
 }
 
 fn unknown(what: &str, index: u32) -> DataError {

@@ -27,13 +27,6 @@ pub enum DataError {
 /// The data layer's result type.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
-impl DataError {
-    /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        FileError::new(path, source).into()
-    }
-}
-
 /// A file could not be opened, read or written: which one, and the I/O error. The `Io`
 /// variant of every layer's error holds one.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +46,10 @@ impl FileError {
     }
 }
 
-/// JSON could not be read or written: what it was, and serde's error. The `Json` variant of
-/// every layer's error holds one.
+/// JSON could not be read or written: what it was, and serde's error (which says where in the
+/// text, when reading). The `Json` variant of every layer's error holds one.
 #[derive(Debug, thiserror::Error)]
-#[error("serialise {what}: {source}")]
+#[error("JSON of {what}: {source}")]
 pub struct JsonError {
     pub what: String,
     #[source]

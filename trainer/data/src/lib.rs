@@ -184,10 +184,10 @@ pub struct ReadOptions {
 
 /// Opens a file for line reading, transparently un-gzipping it when it starts with the gzip magic.
 pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut file = File::open(path).map_err(|e| FileError::new(path, e))?;
     let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(|e| DataError::io(path, e))?;
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let n = file.read(&mut magic).map_err(|e| FileError::new(path, e))?;
+    let file = File::open(path).map_err(|e| FileError::new(path, e))?;
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
             file,
@@ -218,7 +218,7 @@ pub(crate) fn read_lines(
 ) -> Result<EventLog> {
     let mut log = EventLog::default();
     for (i, bytes) in input.split(b'\n').enumerate() {
-        let bytes = bytes.map_err(|e| DataError::io(source, e))?;
+        let bytes = bytes.map_err(|e| FileError::new(source, e))?;
         let pushed = std::str::from_utf8(&bytes)
             .map_err(|_| "line is not valid UTF-8".to_owned())
             .and_then(|line| push(&mut log, line));

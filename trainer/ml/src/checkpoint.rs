@@ -11,6 +11,7 @@ use crate::models::slowfast::{SlowFastNet, TrainLog, Variant};
 use crate::models::train::TrainConfig;
 use crate::models::ModelConfig;
 use slowfast_data::split::Split;
+use slowfast_data::FileError;
 use slowfast_data::{EventKind, EventLog};
 
 /// The checkpoint format this build reads and writes.
@@ -186,13 +187,9 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`Checkpoint::save`].
     pub fn load(dir: &Path) -> Result<Checkpoint> {
         let path = dir.join(CONFIG);
-        let bytes = std::fs::read(&path).map_err(|e| TrainerError::io(&path, e))?;
-        let config: CheckpointConfig =
-            serde_json::from_slice(&bytes).map_err(|e| slowfast_data::DataError::Parse {
-                file: path.display().to_string(),
-                line: e.line() as u64,
-                reason: e.to_string(),
-            })?;
+        let bytes = std::fs::read(&path).map_err(|e| FileError::new(&path, e))?;
+        let config: CheckpointConfig = serde_json::from_slice(&bytes)
+            .map_err(slowfast_data::JsonError::of(path.display().to_string()))?;
         if config.format_version > FORMAT_VERSION {
             return Err(TrainerError::InvalidArgument(format!(
                 "{}: checkpoint format {} is newer than this build reads ({FORMAT_VERSION})",
@@ -228,13 +225,13 @@ impl Checkpoint {
 }
 
 fn save_parts(model: &SlowFastNet, config: &CheckpointConfig, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
     model.varmap.save(dir.join(WEIGHTS))?;
     let json = serde_json::to_vec_pretty(config).map_err(slowfast_data::JsonError::of(CONFIG))?;
     let tmp = dir.join(format!("{CONFIG}.tmp"));
-    std::fs::write(&tmp, json).map_err(|e| TrainerError::io(&tmp, e))?;
+    std::fs::write(&tmp, json).map_err(|e| FileError::new(&tmp, e))?;
     let path = dir.join(CONFIG);
-    std::fs::rename(&tmp, &path).map_err(|e| TrainerError::io(&path, e))
+    std::fs::rename(&tmp, &path).map_err(|e| FileError::new(&path, e).into())
 }
 
 /// `model_version`: the first 16 hex digits of the SHA-256 over every weight (name, shape and

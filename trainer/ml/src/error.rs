@@ -47,10 +47,3 @@ pub enum TrainerError {
 
 /// The trainer's result type.
 pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
-
-impl TrainerError {
-    /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        slowfast_data::FileError::new(path, source).into()
-    }
-}

@@ -1,7 +1,5 @@
 //! The online loop's errors: its own, and those of the layers it drives, each kept whole.
 
-use std::path::PathBuf;
-
 /// Every failure of the nightly round and the simulated A/B test.
 #[derive(Debug, thiserror::Error)]
 pub enum OnlineError {
@@ -40,10 +38,3 @@ pub enum OnlineError {
 
 /// The online loop's result type.
 pub type Result<T, E = OnlineError> = std::result::Result<T, E>;
-
-impl OnlineError {
-    /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        slowfast_data::FileError::new(path, source).into()
-    }
-}

@@ -9,6 +9,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use slowfast_core::wire::{SignedToken, TokenClaims};
+use slowfast_data::FileError;
 
 use crate::error::{Result, ServerError};
 
@@ -50,7 +51,7 @@ impl Secret {
             return Secret::new(s.into_bytes());
         }
         if let Some(path) = secret_file {
-            let s = std::fs::read(path).map_err(|e| ServerError::io(path, e))?;
+            let s = std::fs::read(path).map_err(|e| FileError::new(path, e))?;
             let trimmed = s.trim_ascii_end();
             return Secret::new(trimmed);
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use slowfast_core::manifest::{ItemTable, Manifest, ITEMS_JSON, MANIFEST_JSON, SLOW_ONNX};
 use slowfast_core::wire::{UploadRequest, WireEvent};
+use slowfast_data::FileError;
 
 use super::auth::{unix_now, Secret};
 use crate::error::{Result, ServerError};
@@ -63,7 +64,7 @@ impl Drop for ServerProcess {
 /// Starts `slowfast serve` (this executable) on a free port; returns it and its base URL.
 fn spawn_server(cfg: &BenchConfig, db: &str, secret: &str) -> Result<(ServerProcess, String)> {
     use std::io::BufRead;
-    let exe = std::env::current_exe().map_err(|e| ServerError::io("current executable", e))?;
+    let exe = std::env::current_exe().map_err(|e| FileError::new("current executable", e))?;
     let mut child = Command::new(exe)
         .args(["serve", "--bundle"])
         .arg(&cfg.bundle)
@@ -73,7 +74,7 @@ fn spawn_server(cfg: &BenchConfig, db: &str, secret: &str) -> Result<(ServerProc
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| ServerError::io("slowfast serve", e))?;
+        .map_err(|e| FileError::new("slowfast serve", e))?;
     let stdout = child
         .stdout
         .take()
@@ -82,7 +83,7 @@ fn spawn_server(cfg: &BenchConfig, db: &str, secret: &str) -> Result<(ServerProc
     let mut line = String::new();
     std::io::BufReader::new(stdout)
         .read_line(&mut line)
-        .map_err(|e| ServerError::io("slowfast serve", e))?;
+        .map_err(|e| FileError::new("slowfast serve", e))?;
     let addr = line
         .trim()
         .strip_prefix("listening on ")
@@ -156,14 +157,14 @@ async fn send(req: reqwest::RequestBuilder) -> Result<()> {
 pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
     let read = |name: &str| {
         let p = cfg.bundle.join(name);
-        std::fs::read(&p).map_err(|e| ServerError::io(p, e))
+        std::fs::read(&p).map_err(|e| FileError::new(p, e))
     };
     let manifest = Manifest::from_json(&read(MANIFEST_JSON)?)?;
     let items: ItemTable = serde_json::from_slice(&read(ITEMS_JSON)?)
         .map_err(slowfast_data::JsonError::of(ITEMS_JSON))?;
     let has_slow = manifest.files.contains_key(SLOW_ONNX);
     let dir = std::env::temp_dir().join(format!("slowfast-bench-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
     let db = dir.join("bench.db").display().to_string();
     let secret = uuid::Uuid::new_v4().simple().to_string();
     let result = (|| {
@@ -176,7 +177,7 @@ pub fn run(cfg: &BenchConfig) -> Result<ServerFigures> {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| ServerError::io("tokio runtime", e))?;
+            .map_err(|e| FileError::new("tokio runtime", e))?;
         rt.block_on(async {
             let http = reqwest::Client::new();
             let ids = std::sync::Arc::new(items.ids);

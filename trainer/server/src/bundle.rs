@@ -9,9 +9,10 @@ use axum::body::Bytes;
 use slowfast_core::manifest::{
     sha256_hex, ItemTable, Manifest, DEVICE_FILES, ITEMS_JSON, MANIFEST_JSON, SLOW_ONNX,
 };
+use slowfast_data::FileError;
 use slowfast_feed::Items;
 
-use crate::error::{Result, ServerError};
+use crate::error::Result;
 
 /// Bytes served with a strong ETag (the quoted SHA-256 of the bytes).
 #[derive(Clone, Debug)]
@@ -51,7 +52,7 @@ impl Bundle {
     pub fn open(dir: &Path) -> Result<Bundle> {
         let read = |name: &str| {
             let p = dir.join(name);
-            std::fs::read(&p).map_err(|e| ServerError::io(p, e))
+            std::fs::read(&p).map_err(|e| FileError::new(p, e))
         };
         let manifest_bytes = read(MANIFEST_JSON)?;
         let manifest = Manifest::from_json(&manifest_bytes)?;

@@ -1,7 +1,5 @@
 //! The sync server's errors, each keeping its source.
 
-use std::path::PathBuf;
-
 /// Every failure of the sync server: its configuration, its files, the database, the slow
 /// model, and the requests it refuses.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +58,3 @@ pub enum ServerError {
 
 /// The server's result type.
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
-
-impl ServerError {
-    /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        slowfast_data::FileError::new(path, source).into()
-    }
-}

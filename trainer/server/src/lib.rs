@@ -57,6 +57,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use slowfast_core::wire::MAX_BODY_BYTES;
+use slowfast_data::FileError;
 
 use api::{AppState, Model};
 use auth::Secret;
@@ -168,7 +169,7 @@ pub fn run(cfg: ServeConfig) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| ServerError::io("tokio runtime", e))?;
+        .map_err(|e| FileError::new("tokio runtime", e))?;
     rt.block_on(async move {
         let state = state(&cfg).await?;
         let (listener, addr) = bind(cfg.listen).await?;
@@ -181,10 +182,10 @@ pub fn run(cfg: ServeConfig) -> Result<()> {
 async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| ServerError::io(listen.to_string(), e))?;
+        .map_err(|e| FileError::new(listen.to_string(), e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| ServerError::io(listen.to_string(), e))?;
+        .map_err(|e| FileError::new(listen.to_string(), e))?;
     Ok((listener, addr))
 }
 
@@ -275,7 +276,7 @@ impl Running {
             .worker_threads(workers.max(1))
             .enable_all()
             .build()
-            .map_err(|e| ServerError::io("tokio runtime", e))?;
+            .map_err(|e| FileError::new("tokio runtime", e))?;
         let (state, listener, addr) = runtime.block_on(async {
             let state = state(cfg).await?;
             let (listener, addr) = bind(cfg.listen).await?;

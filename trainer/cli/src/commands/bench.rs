@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use slowfast_data::FileError;
 use slowfast_feed::retrieval::Retrieval;
 use slowfast_trainer::baselines::ZooConfig;
 use slowfast_trainer::bench;
@@ -109,7 +110,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
 /// `slowfast-device-bench`, the device benchmark's own binary, built and installed beside
 /// `slowfast` (`cargo build --release -p slowfast-cli`).
 fn device_bench_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(|e| CliError::io("the running executable", e))?;
+    let exe = std::env::current_exe().map_err(|e| FileError::new("the running executable", e))?;
     let runner = exe.with_file_name(format!(
         "slowfast-device-bench{}",
         std::env::consts::EXE_SUFFIX
@@ -117,13 +118,14 @@ fn device_bench_binary() -> Result<PathBuf> {
     if runner.is_file() {
         Ok(runner)
     } else {
-        Err(CliError::io(
+        Err(FileError::new(
             &runner,
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "the device benchmark's binary is built beside slowfast by \
                  `cargo build --release -p slowfast-cli`",
             ),
-        ))
+        )
+        .into())
     }
 }

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use slowfast_data::synth::{self, SynthConfig};
+use slowfast_data::FileError;
 
-use crate::error::{CliError, Result};
+use crate::error::Result;
 
 #[derive(Args)]
 pub struct SynthArgs {
@@ -51,7 +52,7 @@ pub fn run(a: &SynthArgs) -> Result<()> {
 fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
     let log = synth::generate(cfg)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
     }
     slowfast_data::csv::write(&log, out)?;
     let (clicks, exposures) = log.counts();

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use slowfast_data::FileError;
 use slowfast_online::retrain::{next_round, NextRound, Uploads};
 use slowfast_server::store::Store;
 use slowfast_trainer::baselines::DEFAULT_ROUNDS;
@@ -108,7 +109,7 @@ fn train_from_db(a: &TrainArgs, url: &str, checkpoint: &Path) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+        .map_err(|e| FileError::new("tokio runtime", e))?;
     let uploads = rt.block_on(async {
         let store = Store::connect(url).await?;
         let uploads = Uploads::read(&store, &ckpt.config.items, &version).await;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use slowfast_core::bench::DeviceBench;
 use slowfast_core::manifest::{Manifest, FAST_ONNX, MANIFEST_JSON};
+use slowfast_data::FileError;
 
 use crate::checkpoint::{source_commit, Vocabulary};
 use crate::error::{Result, TrainerError};
@@ -46,7 +47,7 @@ fn in_child(runner: &Path, bundle: &Path) -> Result<DeviceBench> {
         .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| TrainerError::io(runner, e))?;
+        .map_err(|e| FileError::new(runner, e))?;
     if !out.status.success() {
         return Err(TrainerError::Child {
             program: runner.to_path_buf(),
@@ -66,8 +67,8 @@ pub fn with_bundle<T, E: From<TrainerError>>(
     match bundle {
         Some(dir) => f(dir),
         None => {
-            let scratch =
-                tempfile::tempdir().map_err(|e| TrainerError::io("temporary directory", e))?;
+            let scratch = tempfile::tempdir()
+                .map_err(|e| TrainerError::from(FileError::new("temporary directory", e)))?;
             random_bundle(scratch.path())?;
             f(scratch.path())
         }
@@ -122,7 +123,7 @@ fn fast_feeds(manifest: &Manifest, n: usize) -> Vec<Feed> {
 
 fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
     let path = dir.join(name);
-    std::fs::read(&path).map_err(|e| TrainerError::io(path, e))
+    std::fs::read(&path).map_err(|e| FileError::new(path, e).into())
 }
 
 fn p50_ms(mut call: impl FnMut() -> Result<()>) -> Result<f64> {

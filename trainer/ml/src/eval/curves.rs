@@ -6,9 +6,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::chart::{write_lines, LinePanel};
-use crate::error::{Result, TrainerError};
+use crate::error::Result;
 use crate::models::slowfast::TrainLog;
 use crate::models::train::EpochLog;
+use slowfast_data::FileError;
 
 /// One fit's curve: `"<model> seed <s>: <fit>"` and its epochs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,7 +48,7 @@ pub fn write(curves: &[Curve], dir: &Path) -> Result<()> {
     let json = serde_json::to_string_pretty(curves)
         .map_err(slowfast_data::JsonError::of("training curves"))?;
     let path = dir.join("curves.json");
-    std::fs::write(&path, json + "\n").map_err(|e| TrainerError::io(&path, e))?;
+    std::fs::write(&path, json + "\n").map_err(|e| FileError::new(&path, e))?;
     draw(curves, &dir.join("curves.svg"))
 }
 

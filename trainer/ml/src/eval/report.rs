@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::bootstrap::Interval;
 use super::paper;
-use crate::error::{Result, TrainerError};
+use crate::error::Result;
 use slowfast_data::protocol::metrics::{Column, MeanStd, Metric, Ranking, COLUMNS, METRICS};
+use slowfast_data::FileError;
 
 /// How the numbers were made; written into results.json so a reader never has to guess.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,13 +188,13 @@ impl Results {
 
     /// Writes results.json and results.md into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+        fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
         let json =
             serde_json::to_string_pretty(self).map_err(slowfast_data::JsonError::of("results"))?;
         let path = dir.join("results.json");
-        fs::write(&path, json + "\n").map_err(|e| TrainerError::io(&path, e))?;
+        fs::write(&path, json + "\n").map_err(|e| FileError::new(&path, e))?;
         let path = dir.join("results.md");
-        fs::write(&path, self.markdown()).map_err(|e| TrainerError::io(&path, e))
+        fs::write(&path, self.markdown()).map_err(|e| FileError::new(&path, e).into())
     }
 
     /// The Markdown report: our table, then the paper's for the same models when it has them.

@@ -20,6 +20,7 @@ use crate::baselines::ZooConfig;
 use crate::error::{Result, TrainerError};
 use slowfast_data::protocol::metrics::{mean_at, Ranking, COLUMNS};
 use slowfast_data::Dataset;
+use slowfast_data::FileError;
 
 /// The layout of a seed file; a file of another layout is evaluated again.
 const FORMAT: u32 = 2;
@@ -173,7 +174,7 @@ impl SeedStore {
 
     /// Saves a finished seed (written to a temporary file, then renamed into place).
     pub fn save(&self, seed: u64, outcome: &SeedOutcome) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| TrainerError::io(&self.dir, e))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| FileError::new(&self.dir, e))?;
         let record = SeedRecord {
             format: FORMAT,
             fingerprint: self.fingerprint.clone(),
@@ -185,8 +186,8 @@ impl SeedStore {
             .map_err(slowfast_data::JsonError::of(format!("seed {seed}")))?;
         let path = self.path(seed);
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json).map_err(|e| TrainerError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| TrainerError::io(&path, e))
+        std::fs::write(&tmp, json).map_err(|e| FileError::new(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| FileError::new(&path, e).into())
     }
 }
 

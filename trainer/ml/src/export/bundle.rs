@@ -8,11 +8,12 @@ use slowfast_core::manifest::{
     io_contract, sha256_hex, FileEntry, ItemTable, Manifest, FAST_ONNX, FORMAT_VERSION, ITEMS_JSON,
     MANIFEST_JSON, NEG_STEP_ONNX, SLOW_ONNX,
 };
+use slowfast_data::FileError;
 
 use super::models::{fast_onnx, neg_step_onnx, slow_onnx, window_spec};
 use super::ops::values;
 use crate::checkpoint::{model_version, Vocabulary};
-use crate::error::{Result, TrainerError};
+use crate::error::Result;
 use crate::models::slowfast::SlowFastNet;
 
 /// Where a bundle's weights came from, for its manifest.
@@ -89,15 +90,15 @@ pub fn write_bundle(
 ) -> Result<Manifest> {
     let files = bundle_files(model, items)?;
     let manifest = manifest(model, &files, from)?;
-    std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
     for (name, bytes) in &files {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(|e| TrainerError::io(&path, e))?;
+        std::fs::write(&path, bytes).map_err(|e| FileError::new(&path, e))?;
     }
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(slowfast_data::JsonError::of(MANIFEST_JSON))?;
     let path = dir.join(MANIFEST_JSON);
-    std::fs::write(&path, json).map_err(|e| TrainerError::io(&path, e))?;
+    std::fs::write(&path, json).map_err(|e| FileError::new(&path, e))?;
     Ok(manifest)
 }
 

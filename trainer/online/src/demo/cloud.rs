@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use slowfast_core::wire::{UploadRequest, WireEvent};
+use slowfast_data::FileError;
 
-use crate::error::{OnlineError, Result};
+use crate::error::Result;
 use crate::retrain::{export_verified, next_round, NextRound, Uploads};
 use slowfast_data::{EventKind, EventLog};
 use slowfast_feed::retrieval::Retrieval;
@@ -37,7 +38,7 @@ impl Cloud {
         secret: Secret,
         retrieval: Retrieval,
     ) -> Result<Cloud> {
-        std::fs::create_dir_all(dir).map_err(|e| OnlineError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
         let db = dir.join("sync.db");
         let server = Running::start(
             &ServeConfig {

@@ -44,6 +44,7 @@ use devices::{item_id, world_item, Link, Phone, Visit};
 use report::{DayRow, Online, SeedRun, Tally, UserCounts};
 use slowfast_core::Cancel;
 use slowfast_data::synth::{self, Dynamics, SynthConfig, World};
+use slowfast_data::FileError;
 use slowfast_data::{Dataset, EventKind, EventLog};
 use slowfast_feed::retrieval::Retrieval;
 use slowfast_server::auth::Secret;
@@ -362,7 +363,7 @@ fn run_arm(cfg: &DemoConfig, arm: Arm, inputs: &ArmInputs<'_>) -> Result<ArmResu
     // The arm's directory is the demo's own: each run starts its server and phones afresh,
     // never from an earlier run's database, whose uploads would change every number.
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| OnlineError::io(&dir, e))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
     }
     let mut cloud = Cloud::start(
         &dir.join("server"),
@@ -421,7 +422,7 @@ fn run_arm(cfg: &DemoConfig, arm: Arm, inputs: &ArmInputs<'_>) -> Result<ArmResu
     drop(phones);
     cloud.server.stop()?;
     let devices = dir.join("devices");
-    std::fs::remove_dir_all(&devices).map_err(|e| OnlineError::io(&devices, e))?;
+    std::fs::remove_dir_all(&devices).map_err(|e| FileError::new(&devices, e))?;
     Ok((rows, overall, users, run))
 }
 

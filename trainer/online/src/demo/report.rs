@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::ab::{paired_lift, Counts, Lift, Spread, Stratum, RESAMPLES};
 use super::devices::Visit;
 use super::metrics::ctr;
-use crate::error::{OnlineError, Result};
+use crate::error::Result;
+use slowfast_data::FileError;
 use slowfast_trainer::arms::Arm;
 use slowfast_trainer::eval::chart::{write_lines, LinePanel};
 
@@ -297,12 +298,12 @@ impl Online {
 
     /// Writes `online.json`, `online.md` and `online.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| OnlineError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
         let json = serde_json::to_string_pretty(self)
             .map_err(slowfast_data::JsonError::of("online metrics"))?;
         for (name, text) in [("online.json", json + "\n"), ("online.md", self.markdown())] {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| OnlineError::io(&path, e))?;
+            std::fs::write(&path, text).map_err(|e| FileError::new(&path, e))?;
         }
         Ok(write_lines(
             &self.panels(),

@@ -53,6 +53,7 @@ use slowfast_data::protocol::metrics::{pessimistic_rank, MeanStd, Metric, Metric
 use slowfast_data::protocol::sampler::Case;
 use slowfast_data::protocol::{query, Query, Scorer, View, BATCH_CASES};
 use slowfast_data::split::Split;
+use slowfast_data::FileError;
 use slowfast_data::{Dataset, EventKind};
 use slowfast_feed::retrieval::{self, Retrieval};
 use slowfast_feed::Items;
@@ -507,7 +508,7 @@ impl RerankResults {
     /// Writes results.json and results.md into `dir`, and every case's ranks (`ranks`) into
     /// ranks.json.
     pub fn write(&self, ranks: &[SeedRanks], dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
         let json = |what: &str, v: serde_json::Result<String>| {
             v.map_err(slowfast_data::JsonError::of(what))
         };
@@ -520,7 +521,7 @@ impl RerankResults {
             ("ranks.json", json("ranks", serde_json::to_string(ranks))?),
         ] {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| TrainerError::io(&path, e))?;
+            std::fs::write(&path, text).map_err(|e| FileError::new(&path, e))?;
         }
         Ok(())
     }
