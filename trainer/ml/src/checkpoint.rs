@@ -364,4 +364,31 @@ mod tests {
         assert_eq!(ckpt.extend_items(&[new("n2", &[])]).unwrap(), 0);
         assert_eq!(ckpt.config.items.added, 0, "nothing new this time");
     }
+
+    /// A checkpoint whose config is not its JSON (a truncated copy) is refused with serde's
+    /// error, which says where; one missing its config is a file error naming the file.
+    #[test]
+    fn a_damaged_checkpoint_is_refused_with_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny(3).save(dir.path()).unwrap();
+        let path = dir.path().join(CONFIG);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+        let err = Checkpoint::load(dir.path())
+            .err()
+            .expect("a truncated config");
+        let TrainerError::Json(json) = &err else {
+            panic!("expected a JSON error, got {err:?}");
+        };
+        assert!(json.source.is_eof(), "{err}");
+        assert!(err.to_string().contains(CONFIG), "{err}");
+
+        std::fs::remove_file(&path).unwrap();
+        let err = Checkpoint::load(dir.path()).err().expect("no config");
+        let TrainerError::Io(file) = &err else {
+            panic!("expected a file error, got {err:?}");
+        };
+        assert_eq!(file.path, path);
+        assert_eq!(file.source.kind(), std::io::ErrorKind::NotFound);
+    }
 }
