@@ -130,9 +130,9 @@ env -u ORT_DYLIB_PATH SLOWFAST_CACHE_DIR="$PWD/target/ci-ort-cache" \
 if [ "$status" != 0 ]; then
   fail "readme demo: FAILED (exit status $status)" target/demo.log
 elif [ ! -f target/ci-ort-cache/onnxruntime-1.31.1/libonnxruntime.so.1.31.1 ]; then
-  fail "readme demo: FAILED (ONNX Runtime not in the fresh cache afterwards)"
+  fail "readme demo: FAILED (ONNX Runtime not in the fresh cache afterwards)" target/demo.log
 elif ! grep -q "downloading it from" target/demo.log; then
-  fail "readme demo: FAILED (ONNX Runtime was not downloaded: found elsewhere)"
+  fail "readme demo: FAILED (ONNX Runtime was not downloaded: found elsewhere)" target/demo.log
 else
   echo "readme demo: passed (ONNX Runtime downloaded; one seed, tables in target/ci-demo)" >> "$SUMMARY"
 fi
