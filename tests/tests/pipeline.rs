@@ -16,7 +16,8 @@ fn pop_beats_random_and_random_sits_at_chance_on_the_synthetic_default() {
     let log = generate(&SynthConfig::default()).unwrap();
     csv::write(&log, &path).unwrap();
     let data = Dataset::load(&path, Format::Csv, ReadOptions::default()).unwrap();
-    let kept = data.log.events.len() as f64 / log.events.len() as f64;
+    let after = data.filter.after;
+    let kept = (after.clicks + after.exposures) as f64 / log.events.len() as f64;
     assert!(
         kept > 0.98,
         "the default survives the 20-core filter nearly whole: {kept}"

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use slowfast_data::synth::{self, SynthConfig};
-use slowfast_data::{Dataset, Format, ReadOptions};
+use slowfast_data::{display_name, Dataset, EventLog, Format, ReadOptions};
 
 use crate::error::Result;
 
 #[derive(Args)]
 pub struct Input {
-    /// The event log: CSV (`user,item,timestamp,kind`), ML-1M `ratings.dat` or Steam reviews.
+    /// The event log: CSV (`user,item,timestamp,kind`, `.gz` accepted), the same columns as
+    /// Parquet, ML-1M `ratings.dat` or Steam reviews.
     #[arg(long)]
     pub(crate) data: PathBuf,
     /// The file format; guessed from the name when left out.
@@ -24,6 +25,11 @@ pub struct Input {
 impl Input {
     pub fn load(&self) -> Result<Dataset> {
         read(&self.data, self.format, self.lenient)
+    }
+
+    /// The log as read, before the filter and the split.
+    pub fn read_log(&self) -> Result<EventLog> {
+        read_log(&self.data, self.format, self.lenient)
     }
 }
 
@@ -51,16 +57,23 @@ impl OrSynthetic {
     }
 }
 
-/// Reads `path` in `format` (guessed from the name when `None`); `lenient` skips and counts
-/// malformed records instead of stopping at the first.
+/// Reads, filters and splits `path` in `format` (guessed from the name when `None`); `lenient`
+/// skips and counts malformed records instead of stopping at the first.
 fn read(path: &Path, format: Option<Format>, lenient: bool) -> Result<Dataset> {
     let format = format.unwrap_or_else(|| Format::guess(path));
-    let data = Dataset::load(path, format, ReadOptions { lenient })?;
-    if data.log.skipped > 0 {
+    let log = read_log(path, Some(format), lenient)?;
+    Ok(Dataset::from_log(display_name(path, format), log)?)
+}
+
+/// Reads `path` as [`read`] does, without the filter and the split.
+fn read_log(path: &Path, format: Option<Format>, lenient: bool) -> Result<EventLog> {
+    let format = format.unwrap_or_else(|| Format::guess(path));
+    let log = slowfast_data::read(path, format, ReadOptions { lenient })?;
+    if log.skipped > 0 {
         tracing::warn!(
-            skipped = data.log.skipped,
+            skipped = log.skipped,
             "malformed records skipped (--lenient)"
         );
     }
-    Ok(data)
+    Ok(log)
 }

@@ -113,11 +113,7 @@ fn parse_record(
     let ts = ts
         .parse()
         .map_err(|_| format!("timestamp '{ts}' is not an integer"))?;
-    let kind = match field(kind, "kind")? {
-        k if k.eq_ignore_ascii_case("click") => EventKind::Click,
-        k if k.eq_ignore_ascii_case("exposure") => EventKind::Exposure,
-        k => return Err(format!("kind '{k}' is neither 'click' nor 'exposure'")),
-    };
+    let kind = super::parse_kind(field(kind, "kind")?)?;
     Ok((user, item, ts, kind))
 }
 
@@ -140,31 +136,14 @@ fn write_records<W: Write>(log: &EventLog, path: &Path, out: W) -> Result<W> {
     let mut writer = Writer::from_writer(out);
     writer.write_record(COLUMNS).map_err(csv_io)?;
     for e in &log.events {
-        let user = log
-            .users
-            .raw(e.user)
-            .ok_or_else(|| unknown("user", e.user))?;
-        let item = log
-            .items
-            .raw(e.item)
-            .ok_or_else(|| unknown("item", e.item))?;
-        let kind = match e.kind {
-            EventKind::Click => "click",
-            EventKind::Exposure => "exposure",
-        };
+        let (user, item) = log.raw_ids(e)?;
         writer
-            .write_record([user, item, &e.ts.to_string(), kind])
+            .write_record([user, item, &e.ts.to_string(), e.kind.as_str()])
             .map_err(csv_io)?;
     }
     writer
         .into_inner()
         .map_err(|e| FileError::new(path, e.into_error()).into())
-}
-
-fn unknown(what: &str, index: u32) -> DataError {
-    DataError::Unusable(format!(
-        "event refers to {what} index {index}, which has no raw id"
-    ))
 }
 
 #[cfg(test)]

@@ -9,12 +9,25 @@ pub enum DataError {
     /// A file could not be opened, read or written.
     #[error(transparent)]
     Io(#[from] FileError),
+    /// A document could not be serialised.
+    #[error(transparent)]
+    Json(#[from] JsonError),
     /// A record of an input file is malformed: `file:line: reason`.
     #[error("{file}:{line}: {reason}")]
     Parse {
         file: String,
         line: u64,
         reason: String,
+    },
+    /// A file's columns are not the ones its format needs (missing, repeated or of another type).
+    #[error("{file}: {reason}")]
+    Schema { file: String, reason: String },
+    /// A Parquet file could not be decoded (not Parquet, damaged, or a codec not built in).
+    #[error("{file}: Parquet: {source}")]
+    Parquet {
+        file: String,
+        #[source]
+        source: parquet::errors::ParquetError,
     },
     /// The data is well-formed but unusable for the asked operation.
     #[error("data: {0}")]

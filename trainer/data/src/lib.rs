@@ -9,7 +9,9 @@ pub mod csv;
 pub mod error;
 pub mod filter;
 pub mod movielens;
+pub mod output;
 pub mod parallel;
+pub mod parquet;
 pub mod protocol;
 mod pylit;
 pub mod split;
@@ -33,6 +35,27 @@ pub enum EventKind {
     Click,
     /// The item was shown and not clicked (a real-time negative signal).
     Exposure,
+}
+
+impl EventKind {
+    /// The kind as the CSV and Parquet formats write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Click => "click",
+            EventKind::Exposure => "exposure",
+        }
+    }
+}
+
+/// A `kind` field of the CSV and Parquet formats: `click` or `exposure`, case-insensitive.
+pub(crate) fn parse_kind(kind: &str) -> std::result::Result<EventKind, String> {
+    if kind.eq_ignore_ascii_case("click") {
+        Ok(EventKind::Click)
+    } else if kind.eq_ignore_ascii_case("exposure") {
+        Ok(EventKind::Exposure)
+    } else {
+        Err(format!("kind '{kind}' is neither 'click' nor 'exposure'"))
+    }
 }
 
 /// One interaction with dense user and item indices.
@@ -132,6 +155,24 @@ impl EventLog {
         });
     }
 
+    /// The raw user and item ids of an event of this log.
+    pub fn raw_ids(&self, e: &Event) -> Result<(&str, &str)> {
+        let unknown = |what: &str, index: u32| {
+            DataError::Unusable(format!(
+                "event refers to {what} index {index}, which has no raw id"
+            ))
+        };
+        let user = self
+            .users
+            .raw(e.user)
+            .ok_or_else(|| unknown("user", e.user))?;
+        let item = self
+            .items
+            .raw(e.item)
+            .ok_or_else(|| unknown("item", e.item))?;
+        Ok((user, item))
+    }
+
     /// Number of click and exposure events.
     pub fn counts(&self) -> (usize, usize) {
         let clicks = self
@@ -155,10 +196,13 @@ pub enum Format {
     Ml1m,
     /// The UCSD Steam reviews file of SASRec: every review is a click; no exposures.
     Steam,
+    /// Apache Parquet with the CSV format's columns (string or integer ids).
+    Parquet,
 }
 
 impl Format {
-    /// Guesses the format from a file name: `ratings.dat` → ML-1M, `steam*` → Steam, else CSV.
+    /// Guesses the format from a file name: `*.dat` → ML-1M, `*.parquet` → Parquet, `steam*` →
+    /// Steam, else CSV.
     pub fn guess(path: &Path) -> Format {
         let name = path
             .file_name()
@@ -167,6 +211,8 @@ impl Format {
             .to_ascii_lowercase();
         if name.ends_with(".dat") {
             Format::Ml1m
+        } else if name.ends_with(".parquet") {
+            Format::Parquet
         } else if name.contains("steam") {
             Format::Steam
         } else {
@@ -200,11 +246,21 @@ pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
 /// Reads an event log in the given format.
 pub fn read(path: &Path, format: Format, opts: ReadOptions) -> Result<EventLog> {
     let source = path.display().to_string();
-    let input = open_text(path)?;
     match format {
-        Format::Csv => csv::read(input, &source, opts),
-        Format::Ml1m => movielens::read(input, &source, opts),
-        Format::Steam => steam::read(input, &source, opts),
+        Format::Csv => csv::read(open_text(path)?, &source, opts),
+        Format::Ml1m => movielens::read(open_text(path)?, &source, opts),
+        Format::Steam => steam::read(open_text(path)?, &source, opts),
+        Format::Parquet => parquet::read(path, opts),
+    }
+}
+
+/// Writes `log` with its raw ids in the format its file name asks for: Parquet for `*.parquet`,
+/// else CSV (gzip-compressed for `*.gz`).
+pub fn write(log: &EventLog, path: &Path) -> Result<()> {
+    if Format::guess(path) == Format::Parquet {
+        parquet::write(log, path)
+    } else {
+        csv::write(log, path)
     }
 }
 
@@ -254,6 +310,8 @@ pub(crate) fn malformed(
 pub struct Dataset {
     /// A display name (`ML-1M (users 1–2998)`, `synthetic`, or the file name).
     pub name: String,
+    /// The filtered log's id mappings and skip count; its events are the split's (moved there,
+    /// so each is held once), and `log.events` is empty.
     pub log: EventLog,
     pub filter: filter::FilterReport,
     pub split: split::Split,
@@ -263,7 +321,8 @@ impl Dataset {
     /// Filters and splits a log (paper §5.1.1).
     pub fn from_log(name: impl Into<String>, mut log: EventLog) -> Result<Dataset> {
         let filter = filter::k_core(&mut log, filter::MIN_INTERACTIONS);
-        let split = split::Split::new(&log);
+        let events = std::mem::take(&mut log.events);
+        let split = split::Split::from_events(events, log.users.len(), log.items.len());
         if split.timelines.is_empty() {
             return Err(DataError::Unusable(format!(
                 "no user has {} clicks after the {}-core filter",
@@ -286,16 +345,17 @@ impl Dataset {
     }
 }
 
-/// The name a data set is reported under.
-fn display_name(path: &Path, format: Format) -> String {
+/// The name a data set read from `path` is reported under.
+pub fn display_name(path: &Path, format: Format) -> String {
     match format {
         Format::Ml1m => "ML-1M".to_owned(),
         Format::Steam => "Steam".to_owned(),
-        Format::Csv => path.file_name().and_then(|n| n.to_str()).map_or_else(
+        Format::Csv | Format::Parquet => path.file_name().and_then(|n| n.to_str()).map_or_else(
             || path.display().to_string(),
             |n| {
                 n.trim_end_matches(".gz")
                     .trim_end_matches(".csv")
+                    .trim_end_matches(".parquet")
                     .to_owned()
             },
         ),

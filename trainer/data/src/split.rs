@@ -8,6 +8,14 @@
 //! strictly earlier in time ([`Timeline::before`]): events of the same second never see each
 //! other. Users with fewer than [`MIN_CLICKS`] clicks have no slow phase and are left out
 //! of the split (counted in [`SplitReport::users_too_short`]).
+//!
+//! **Memory.** The split holds every event once: the log's events, sorted in place by user and
+//! time, in one shared array of which each [`Timeline`] is a range — 24 bytes an event, however
+//! many users ([`Dataset::from_log`](crate::Dataset::from_log) moves the log's events there
+//! instead of copying them).
+
+use std::ops::{Deref, Range};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -20,12 +28,71 @@ pub const FAST_CLICKS: usize = 5;
 /// The fewest clicks a user needs: test + fast + at least one slow-phase click.
 pub const MIN_CLICKS: usize = TEST_CLICKS + FAST_CLICKS + 1;
 
+/// One user's timeline of events as a slice (`&[Event]`): a run of the split's shared array,
+/// or, once edited ([`Events::to_mut`]), events of its own.
+#[derive(Clone)]
+pub enum Events {
+    Shared {
+        all: Arc<Vec<Event>>,
+        range: Range<usize>,
+    },
+    Owned(Vec<Event>),
+}
+
+impl Events {
+    /// The events for editing in place (as `Cow::to_mut`): a run of the shared array is copied
+    /// out first, so an edit never reaches another timeline.
+    pub fn to_mut(&mut self) -> &mut Vec<Event> {
+        if let Events::Shared { all, range } = self {
+            *self = Events::Owned(all[range.clone()].to_vec());
+        }
+        match self {
+            Events::Owned(events) => events,
+            Events::Shared { .. } => unreachable!("made owned just above"),
+        }
+    }
+}
+
+impl Deref for Events {
+    type Target = [Event];
+
+    fn deref(&self) -> &[Event] {
+        match self {
+            Events::Shared { all, range } => &all[range.clone()],
+            Events::Owned(events) => events,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = &'a Event;
+    type IntoIter = std::slice::Iter<'a, Event>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Events {
+    fn eq(&self, other: &Events) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Events {}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// One user's events in time order with the two phase boundaries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeline {
     pub user: u32,
     /// Every event of the user, sorted by time (stable: ties keep file order).
-    pub events: Vec<Event>,
+    pub events: Events,
     /// Index of the first fast-phase event (the click `l−9`).
     pub fast_start: usize,
     /// Index of the first test-phase event (the click `l−4`).
@@ -34,7 +101,7 @@ pub struct Timeline {
 
 impl Timeline {
     /// Splits one user's events, already in time order; `None` if too few clicks.
-    pub fn new(user: u32, events: Vec<Event>) -> Option<Self> {
+    pub fn new(user: u32, events: Events) -> Option<Self> {
         let clicks: Vec<usize> = events
             .iter()
             .enumerate()
@@ -121,20 +188,30 @@ pub struct Split {
 }
 
 impl Split {
-    /// Splits every user of the log; the log's events need not be sorted.
+    /// Splits every user of the log (a copy of its events); they need not be sorted.
     pub fn new(log: &EventLog) -> Split {
-        let mut per_user: Vec<Vec<Event>> = vec![Vec::new(); log.users.len()];
-        for e in &log.events {
-            per_user[e.user as usize].push(*e);
-        }
+        Split::from_events(log.events.clone(), log.users.len(), log.items.len())
+    }
+
+    /// Splits `events` of `num_users` users and `num_items` items, taking them over: sorted in
+    /// place by user and time (stable: ties keep their order), they become the timelines'
+    /// shared array.
+    pub fn from_events(mut events: Vec<Event>, num_users: usize, num_items: usize) -> Split {
+        events.sort_by_key(|e| (e.user, e.ts));
+        events.shrink_to_fit();
+        let all = Arc::new(events);
         let mut report = SplitReport::default();
         let mut timelines = Vec::new();
-        for (user, mut events) in per_user.into_iter().enumerate() {
-            if events.is_empty() {
-                continue;
-            }
-            events.sort_by_key(|e| e.ts); // stable: ties keep file order
-            match Timeline::new(user as u32, events) {
+        let mut start = 0;
+        while let Some(first) = all.get(start) {
+            // Sorted by user: the user's run is the prefix of the rest with their index.
+            let end = start + all[start..].partition_point(|e| e.user == first.user);
+            let events = Events::Shared {
+                all: all.clone(),
+                range: start..end,
+            };
+            start = end;
+            match Timeline::new(first.user, events) {
                 Some(t) => {
                     add(&mut report.slow, t.slow());
                     add(&mut report.fast, t.fast());
@@ -146,8 +223,8 @@ impl Split {
         }
         report.users = timelines.len();
         Split {
-            num_users: log.users.len(),
-            num_items: log.items.len(),
+            num_users,
+            num_items,
             timelines,
             report,
         }
@@ -228,6 +305,48 @@ mod tests {
                 clicks: 5,
                 exposures: 1
             }
+        );
+    }
+
+    /// The split holds each event once: every timeline is a run of one shared array, and equals
+    /// its user's events stably sorted by time.
+    #[test]
+    fn timelines_are_runs_of_one_array_holding_each_event_once() {
+        let cfg = crate::synth::SynthConfig {
+            users: 60,
+            items: 300,
+            ..Default::default()
+        };
+        let mut log = crate::synth::generate(&cfg).unwrap();
+        for k in 0..10 {
+            log.push_raw("short", &format!("i{k}"), k, Click);
+        }
+        let mut per_user = vec![Vec::new(); log.users.len()];
+        for e in &log.events {
+            per_user[e.user as usize].push(*e);
+        }
+        let split = Split::new(&log);
+        let Events::Shared { all, .. } = &split.timelines[0].events else {
+            panic!("a split's timeline owns its events")
+        };
+        assert_eq!(all.len(), log.events.len());
+        assert_eq!(split.report.users, 60);
+        assert_eq!(split.report.users_too_short, 1);
+        for t in &split.timelines {
+            assert!(matches!(&t.events, Events::Shared { all: a, .. } if Arc::ptr_eq(a, all)));
+            let mut expected = per_user[t.user as usize].clone();
+            expected.sort_by_key(|e| e.ts);
+            assert_eq!(*t.events, expected[..]);
+        }
+        // An edit copies the run out: the other timelines and a clone keep theirs.
+        let (mut edited, before) = (split.clone(), split.timelines[1].events.clone());
+        edited.timelines[0].events.to_mut()[0].item += 1;
+        edited.timelines[0].events.to_mut().pop();
+        assert_eq!(edited.timelines[1].events, before);
+        assert_ne!(edited.timelines[0].events, split.timelines[0].events);
+        assert_eq!(
+            edited.timelines[0].events.len() + 1,
+            split.timelines[0].events.len()
         );
     }
 

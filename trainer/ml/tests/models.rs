@@ -72,7 +72,7 @@ fn test_phase_events_never_reach_training() {
     let num_items = data.split.num_items as u32;
     for t in &mut poisoned.split.timelines {
         let test_start = t.test_start;
-        for e in &mut t.events[test_start..] {
+        for e in &mut t.events.to_mut()[test_start..] {
             e.item = (e.item * 7 + 13) % num_items;
             if e.kind == EventKind::Exposure {
                 e.kind = EventKind::Click;
@@ -112,7 +112,7 @@ fn nothing_at_or_after_a_target_moves_its_scores() {
                 kind: EventKind::Exposure,
                 ..t.events[j]
             };
-            t.events.insert(j, tie);
+            t.events.to_mut().insert(j, tie);
         }
     }
     let cases: Vec<Case> = sample_cases(&data.split, 1, NEGATIVES, NegativePool::default())
@@ -135,7 +135,7 @@ fn nothing_at_or_after_a_target_moves_its_scores() {
             let mut poisoned = data.clone();
             let t = &mut poisoned.split.timelines[case.timeline];
             let at = t.events[case.target].ts;
-            for e in t.events.iter_mut().filter(|e| e.ts >= at) {
+            for e in t.events.to_mut().iter_mut().filter(|e| e.ts >= at) {
                 e.item = (e.item * 7 + 13) % num_items;
                 e.kind = match e.kind {
                     EventKind::Click => EventKind::Exposure,
@@ -169,12 +169,12 @@ fn the_fast_phase_exposures_reach_the_slow_side_only_through_the_negative_memory
     let (mut fast_exposures, mut test_phase) = (data.clone(), data.clone());
     for t in &mut fast_exposures.split.timelines {
         let (from, to) = (t.fast_start, t.test_start);
-        remap(&mut t.events[from..to], &[EventKind::Exposure]);
+        remap(&mut t.events.to_mut()[from..to], &[EventKind::Exposure]);
     }
     for t in &mut test_phase.split.timelines {
         let from = t.test_start;
         remap(
-            &mut t.events[from..],
+            &mut t.events.to_mut()[from..],
             &[EventKind::Exposure, EventKind::Click],
         );
     }

@@ -1,6 +1,10 @@
-//! `slowfast data stats`: what a data set holds before and after the filter, and its split.
+//! `slowfast data stats`: what a data set holds before and after the filter, and its split;
+//! `slowfast data convert`: an event log in another format.
+
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use slowfast_data::{EventLog, FileError};
 
 use crate::error::Result;
 use crate::input::Input;
@@ -15,14 +19,45 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Writes the event log as read (every record, no filter) as Parquet for `*.parquet`, else
+    /// as CSV (gzip-compressed for `*.gz`).
+    Convert {
+        #[command(flatten)]
+        input: Input,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 impl DataCommand {
     pub fn run(&self) -> Result<()> {
         match self {
             DataCommand::Stats { input, json } => stats(input, *json),
+            DataCommand::Convert { input, out } => convert(input, out),
         }
     }
+}
+
+fn convert(input: &Input, out: &Path) -> Result<()> {
+    println!("{}", write_log(&input.read_log()?, out)?);
+    Ok(())
+}
+
+/// Writes `log` to `out` (its folder created) in the format the name asks for; returns the line
+/// that says what was written.
+pub(crate) fn write_log(log: &EventLog, out: &Path) -> Result<String> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
+    }
+    slowfast_data::write(log, out)?;
+    let (clicks, exposures) = log.counts();
+    Ok(format!(
+        "wrote {}: {} users, {} items, {clicks} clicks, {exposures} exposures",
+        out.display(),
+        log.users.len(),
+        log.items.len(),
+    ))
 }
 
 fn stats(input: &Input, json: bool) -> Result<()> {

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use slowfast_data::synth::{self, SynthConfig};
-use slowfast_data::FileError;
 
 use crate::error::Result;
 
@@ -31,6 +30,7 @@ pub struct SynthArgs {
     /// size): with 2 or more the exposures show what the user is browsing now.
     #[arg(long, default_value_t = SynthConfig::default().context_slots)]
     context_slots: usize,
+    /// The file to write: Parquet for `*.parquet`, else CSV (gzip-compressed for `*.gz`).
     #[arg(long)]
     out: PathBuf,
 }
@@ -51,17 +51,6 @@ pub fn run(a: &SynthArgs) -> Result<()> {
 
 fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
     let log = synth::generate(cfg)?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
-    }
-    slowfast_data::csv::write(&log, out)?;
-    let (clicks, exposures) = log.counts();
-    println!(
-        "wrote {}: {} users, {} items, {clicks} clicks, {exposures} exposures (seed {})",
-        out.display(),
-        log.users.len(),
-        log.items.len(),
-        cfg.seed
-    );
+    println!("{} (seed {})", super::data::write_log(&log, out)?, cfg.seed);
     Ok(())
 }

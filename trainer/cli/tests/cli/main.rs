@@ -349,6 +349,46 @@ fn malformed_input_names_file_and_line_and_lenient_skips() {
 }
 
 #[test]
+fn parquet_is_written_read_and_converted_like_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = synth_small(dir.path());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (plain, parquet, back) = (path("s.csv"), path("out/s.parquet"), path("back.csv"));
+    for out in [&plain, &parquet] {
+        let o = slowfast(&[
+            "synth", "--users", "150", "--items", "600", "--seed", "3", "--out", out,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
+    let stats = |data: &str| {
+        let o = slowfast(&["data", "stats", "--data", data, "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["dataset"].take();
+        v
+    };
+    assert_eq!(stats(&parquet), stats(&csv));
+    // Parquet back to CSV: the bytes the synthetic generator writes.
+    let o = slowfast(&["data", "convert", "--data", &parquet, "--out", &back]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with(&format!("wrote {back}: 150 users, ")));
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&plain).unwrap()
+    );
+
+    // A file that is not Parquet is a clear error, lenient or not.
+    let fake = path("fake.parquet");
+    std::fs::write(&fake, "user,item,timestamp,kind\n").unwrap();
+    for extra in [None, Some("--lenient")] {
+        let mut args = vec!["data", "convert", "--data", &fake, "--out", &back];
+        args.extend(extra);
+        assert_fails_saying(&slowfast(&args), "fake.parquet: Parquet: ");
+    }
+}
+
+#[test]
 fn unknown_model_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth_small(dir.path());

@@ -9,7 +9,7 @@ use super::chart::{write_lines, LinePanel};
 use crate::error::Result;
 use crate::models::slowfast::TrainLog;
 use crate::models::train::EpochLog;
-use slowfast_data::FileError;
+use slowfast_data::output;
 
 /// One fit's curve: `"<model> seed <s>: <fit>"` and its epochs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,10 +45,7 @@ pub fn curves(seed: u64, logs: &[(String, TrainLog)]) -> Vec<Curve> {
 
 /// Writes `curves.json` and `curves.svg` into `dir`.
 pub fn write(curves: &[Curve], dir: &Path) -> Result<()> {
-    let json = serde_json::to_string_pretty(curves)
-        .map_err(slowfast_data::JsonError::of("training curves"))?;
-    let path = dir.join("curves.json");
-    std::fs::write(&path, json + "\n").map_err(|e| FileError::new(&path, e))?;
+    output::write_json(&dir.join("curves.json"), "training curves", &curves)?;
     draw(curves, &dir.join("curves.svg"))
 }
 

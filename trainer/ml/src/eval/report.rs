@@ -14,7 +14,7 @@ use super::bootstrap::Interval;
 use super::paper;
 use crate::error::Result;
 use slowfast_data::protocol::metrics::{Column, MeanStd, Metric, Ranking, COLUMNS, METRICS};
-use slowfast_data::FileError;
+use slowfast_data::{output, FileError};
 
 /// How the numbers were made; written into results.json so a reader never has to guess.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,12 +189,11 @@ impl Results {
     /// Writes results.json and results.md into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
-        let json =
-            serde_json::to_string_pretty(self).map_err(slowfast_data::JsonError::of("results"))?;
-        let path = dir.join("results.json");
-        fs::write(&path, json + "\n").map_err(|e| FileError::new(&path, e))?;
-        let path = dir.join("results.md");
-        fs::write(&path, self.markdown()).map_err(|e| FileError::new(&path, e).into())
+        output::write_json(&dir.join("results.json"), "results", self)?;
+        Ok(output::write_text(
+            &dir.join("results.md"),
+            &self.markdown(),
+        )?)
     }
 
     /// The Markdown report: our table, then the paper's for the same models when it has them.

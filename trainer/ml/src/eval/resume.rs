@@ -191,13 +191,13 @@ impl SeedStore {
     }
 }
 
-/// SHA-256 over the filtered events, the model list, the configuration, the number of users
+/// SHA-256 over the split's events (user by user, in time order), the model list, the configuration, the number of users
 /// ranked in full and the build version.
 fn fingerprint(data: &Dataset, models: &[String], config: &ZooConfig, full_users: usize) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(format!("{models:?}|{config:?}|full ranking of {full_users} users").as_bytes());
-    for e in &data.log.events {
+    for e in data.split.timelines.iter().flat_map(|t| t.events.iter()) {
         h.update(e.user.to_le_bytes());
         h.update(e.item.to_le_bytes());
         h.update(e.ts.to_le_bytes());

@@ -10,7 +10,7 @@ use super::ab::{paired_lift, Counts, Lift, Spread, Stratum, RESAMPLES};
 use super::devices::Visit;
 use super::metrics::ctr;
 use crate::error::Result;
-use slowfast_data::FileError;
+use slowfast_data::{output, FileError};
 use slowfast_trainer::arms::Arm;
 use slowfast_trainer::eval::chart::{write_lines, LinePanel};
 
@@ -299,12 +299,8 @@ impl Online {
     /// Writes `online.json`, `online.md` and `online.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
-        let json = serde_json::to_string_pretty(self)
-            .map_err(slowfast_data::JsonError::of("online metrics"))?;
-        for (name, text) in [("online.json", json + "\n"), ("online.md", self.markdown())] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| FileError::new(&path, e))?;
-        }
+        output::write_json(&dir.join("online.json"), "online metrics", self)?;
+        output::write_text(&dir.join("online.md"), &self.markdown())?;
         Ok(write_lines(
             &self.panels(),
             (1200, 440),

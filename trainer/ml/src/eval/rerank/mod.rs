@@ -53,7 +53,7 @@ use slowfast_data::protocol::metrics::{pessimistic_rank, MeanStd, Metric, Metric
 use slowfast_data::protocol::sampler::Case;
 use slowfast_data::protocol::{query, Query, Scorer, View, BATCH_CASES};
 use slowfast_data::split::Split;
-use slowfast_data::FileError;
+use slowfast_data::{output, FileError};
 use slowfast_data::{Dataset, EventKind};
 use slowfast_feed::retrieval::{self, Retrieval};
 use slowfast_feed::Items;
@@ -509,21 +509,10 @@ impl RerankResults {
     /// ranks.json.
     pub fn write(&self, ranks: &[SeedRanks], dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
-        let json = |what: &str, v: serde_json::Result<String>| {
-            v.map_err(slowfast_data::JsonError::of(what))
-        };
-        for (name, text) in [
-            (
-                "results.json",
-                json("results", serde_json::to_string_pretty(self))? + "\n",
-            ),
-            ("results.md", self.markdown()),
-            ("ranks.json", json("ranks", serde_json::to_string(ranks))?),
-        ] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| FileError::new(&path, e))?;
-        }
-        Ok(())
+        output::write_json(&dir.join("results.json"), "results", self)?;
+        output::write_text(&dir.join("results.md"), &self.markdown())?;
+        let ranks = serde_json::to_string(ranks).map_err(slowfast_data::JsonError::of("ranks"))?;
+        Ok(output::write_text(&dir.join("ranks.json"), &ranks)?)
     }
 
     /// The Markdown report: one row per model, the feed's recall, the protocol.
