@@ -68,6 +68,9 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+// What a loaded data set costs per event: the split holds each event once (`split::Events`).
+const _: () = assert!(std::mem::size_of::<Event>() == 24);
+
 /// A bijection between the raw ids of a file and dense indices `0..len`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct IdMap {

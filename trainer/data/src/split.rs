@@ -12,7 +12,8 @@
 //! **Memory.** The split holds every event once: the log's events, sorted in place by user and
 //! time, in one shared array of which each [`Timeline`] is a range — 24 bytes an event, however
 //! many users ([`Dataset::from_log`](crate::Dataset::from_log) moves the log's events there
-//! instead of copying them).
+//! instead of copying them). The array keeps the reader's capacity: shrinking it would copy
+//! every event once more, while its unused tail was never written and holds no memory.
 
 use std::ops::{Deref, Range};
 use std::sync::Arc;
@@ -198,7 +199,6 @@ impl Split {
     /// shared array.
     pub fn from_events(mut events: Vec<Event>, num_users: usize, num_items: usize) -> Split {
         events.sort_by_key(|e| (e.user, e.ts));
-        events.shrink_to_fit();
         let all = Arc::new(events);
         let mut report = SplitReport::default();
         let mut timelines = Vec::new();
