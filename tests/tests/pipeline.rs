@@ -3,7 +3,7 @@
 
 use slowfast_data::protocol::sampler::NegativePool;
 use slowfast_data::synth::{generate, SynthConfig};
-use slowfast_data::{csv, Dataset, Format, ReadOptions};
+use slowfast_data::{Dataset, Format, ReadOptions};
 use slowfast_trainer::baselines::ZooConfig;
 use slowfast_trainer::eval::report::Results;
 use slowfast_trainer::eval::{full, runner};
@@ -14,7 +14,7 @@ fn pop_beats_random_and_random_sits_at_chance_on_the_synthetic_default() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("synthetic.csv.gz");
     let log = generate(&SynthConfig::default()).unwrap();
-    csv::write(&log, &path).unwrap();
+    slowfast_data::write(&log, &path).unwrap();
     let data = Dataset::load(&path, Format::Csv, ReadOptions::default()).unwrap();
     let after = data.filter.after;
     let kept = (after.clicks + after.exposures) as f64 / log.events.len() as f64;
@@ -76,7 +76,7 @@ fn a_stopped_evaluation_resumes_from_its_finished_seeds() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("synthetic.csv.gz");
-    csv::write(&generate(&SynthConfig::default()).unwrap(), &path).unwrap();
+    slowfast_data::write(&generate(&SynthConfig::default()).unwrap(), &path).unwrap();
     let data = Dataset::load(&path, Format::Csv, ReadOptions::default()).unwrap();
     let models = ["Random".to_owned(), "Pop".to_owned()];
     let config = ZooConfig::default();

@@ -3,8 +3,8 @@
 //! `kind` is `click` or `exposure` (case-insensitive); `timestamp` is an integer.
 
 use std::fs::File;
-use std::io::{BufRead, Write};
-use std::path::Path;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use csv::{ErrorKind, ReaderBuilder, StringRecord, Trim, Writer};
 use flate2::write::GzEncoder;
@@ -14,7 +14,7 @@ use super::{malformed, EventKind, EventLog, ReadOptions};
 use crate::error::{DataError, Result};
 use crate::FileError;
 
-/// The required columns, in the order [`write`] puts them.
+/// The required columns, in the order [`CsvWriter`] puts them.
 const COLUMNS: [&str; 4] = ["user", "item", "timestamp", "kind"];
 
 /// Reads the CSV format; a bad header is always an error, bad records follow `opts`.
@@ -117,33 +117,75 @@ fn parse_record(
     Ok((user, item, ts, kind))
 }
 
-/// Writes `log` in this format with its raw ids; gzip-compressed when `path` ends in `.gz`.
-pub fn write(log: &EventLog, path: &Path) -> Result<()> {
-    let io = |e| FileError::new(path, e);
-    let file = File::create(path).map_err(io)?;
-    if path.extension().is_some_and(|ext| ext == "gz") {
-        let gz = write_records(log, path, GzEncoder::new(file, Compression::default()))?;
-        gz.finish().map_err(io)?;
-    } else {
-        write_records(log, path, file)?;
-    }
-    Ok(())
+/// The file under a [`CsvWriter`]: plain or gzip-compressed.
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
 }
 
-/// Writes header and events to `out`, returning it flushed.
-fn write_records<W: Write>(log: &EventLog, path: &Path, out: W) -> Result<W> {
-    let csv_io = |e: csv::Error| FileError::new(path, e.into());
-    let mut writer = Writer::from_writer(out);
-    writer.write_record(COLUMNS).map_err(csv_io)?;
-    for e in &log.events {
-        let (user, item) = log.raw_ids(e)?;
-        writer
-            .write_record([user, item, &e.ts.to_string(), e.kind.as_str()])
-            .map_err(csv_io)?;
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+        }
     }
-    writer
-        .into_inner()
-        .map_err(|e| FileError::new(path, e.into_error()).into())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+        }
+    }
+}
+
+/// Writes the CSV format one event at a time (the header first); gzip-compressed when the
+/// path ends in `.gz`. [`CsvWriter::finish`] completes the file.
+pub struct CsvWriter {
+    writer: Writer<Sink>,
+    path: PathBuf,
+}
+
+impl CsvWriter {
+    /// Creates (or truncates) `path` and writes the header.
+    pub fn create(path: &Path) -> Result<CsvWriter> {
+        let file = BufWriter::new(File::create(path).map_err(|e| FileError::new(path, e))?);
+        let sink = if path.extension().is_some_and(|ext| ext == "gz") {
+            Sink::Gzip(GzEncoder::new(file, Compression::default()))
+        } else {
+            Sink::Plain(file)
+        };
+        let mut writer = CsvWriter {
+            writer: Writer::from_writer(sink),
+            path: path.to_owned(),
+        };
+        writer
+            .writer
+            .write_record(COLUMNS)
+            .map_err(|e| writer.error(e))?;
+        Ok(writer)
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, user: &str, item: &str, ts: i64, kind: EventKind) -> Result<()> {
+        self.writer
+            .write_record([user, item, &ts.to_string(), kind.as_str()])
+            .map_err(|e| self.error(e))
+    }
+
+    /// Flushes the records and, for gzip, writes the stream's end.
+    pub fn finish(self) -> Result<()> {
+        let path = self.path;
+        let io = |e| DataError::from(FileError::new(&path, e));
+        match self.writer.into_inner().map_err(|e| io(e.into_error()))? {
+            Sink::Plain(mut w) => w.flush().map_err(io),
+            Sink::Gzip(w) => w.finish().and_then(|mut w| w.flush()).map_err(io),
+        }
+    }
+
+    fn error(&self, e: csv::Error) -> DataError {
+        FileError::new(&self.path, e.into()).into()
+    }
 }
 
 #[cfg(test)]
@@ -292,7 +334,7 @@ mod tests {
         let original = sample_log();
         for name in ["events.csv", "events.csv.gz"] {
             let path = dir.path().join(name);
-            write(&original, &path).unwrap();
+            crate::write(&original, &path).unwrap();
             let is_gzip = std::fs::read(&path).unwrap().starts_with(&[0x1f, 0x8b]);
             assert_eq!(is_gzip, name.ends_with(".gz"));
             let back = crate::read(&path, Format::Csv, ReadOptions::default()).unwrap();
@@ -323,7 +365,7 @@ mod tests {
         log.events[0].user = 9;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.csv");
-        let err = write(&log, &path).unwrap_err();
+        let err = crate::write(&log, &path).unwrap_err();
         assert_eq!(
             err.to_string(),
             "data: event refers to user index 9, which has no raw id"

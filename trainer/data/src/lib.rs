@@ -257,13 +257,47 @@ pub fn read(path: &Path, format: Format, opts: ReadOptions) -> Result<EventLog> 
     }
 }
 
-/// Writes `log` with its raw ids in the format its file name asks for: Parquet for `*.parquet`,
-/// else CSV (gzip-compressed for `*.gz`).
+/// Writes `log` with its raw ids in the format its file name asks for (see [`EventWriter`]).
 pub fn write(log: &EventLog, path: &Path) -> Result<()> {
-    if Format::guess(path) == Format::Parquet {
-        parquet::write(log, path)
-    } else {
-        csv::write(log, path)
+    let mut writer = EventWriter::create(path)?;
+    for e in &log.events {
+        let (user, item) = log.raw_ids(e)?;
+        writer.push(user, item, e.ts, e.kind)?;
+    }
+    writer.finish()
+}
+
+/// An event log written one event at a time in the format its file name asks for: Parquet for
+/// `*.parquet`, else CSV (gzip-compressed for `*.gz`). [`EventWriter::finish`] completes it.
+pub enum EventWriter {
+    Csv(Box<csv::CsvWriter>),
+    Parquet(Box<parquet::ParquetWriter>),
+}
+
+impl EventWriter {
+    /// Creates (or truncates) `path`.
+    pub fn create(path: &Path) -> Result<EventWriter> {
+        Ok(if Format::guess(path) == Format::Parquet {
+            EventWriter::Parquet(Box::new(parquet::ParquetWriter::create(path)?))
+        } else {
+            EventWriter::Csv(Box::new(csv::CsvWriter::create(path)?))
+        })
+    }
+
+    /// Appends one event given by its raw ids.
+    pub fn push(&mut self, user: &str, item: &str, ts: i64, kind: EventKind) -> Result<()> {
+        match self {
+            EventWriter::Csv(w) => w.push(user, item, ts, kind),
+            EventWriter::Parquet(w) => w.push(user, item, ts, kind),
+        }
+    }
+
+    /// Completes the file.
+    pub fn finish(self) -> Result<()> {
+        match self {
+            EventWriter::Csv(w) => w.finish(),
+            EventWriter::Parquet(w) => w.finish(),
+        }
     }
 }
 

@@ -14,8 +14,8 @@
 //! record — numbered by its row from 1, an error or, under `--lenient`, a skip — and a file
 //! whose columns are missing or of another type is refused before any row is read.
 //!
-//! [`write`] writes the four columns as strings and `INT64` (snappy, dictionary-encoded ids), in
-//! row groups of a million events.
+//! [`ParquetWriter`] (one event at a time; [`crate::write`] for a whole log) writes the four columns as strings and
+//! `INT64` (snappy, dictionary-encoded ids), in row groups of a million events.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -33,20 +33,20 @@ use ::parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use ::parquet::schema::parser::parse_message_type;
 use ::parquet::schema::types::SchemaDescriptor;
 
-use super::{malformed, Event, EventLog, ReadOptions};
+use super::{malformed, Event, EventKind, EventLog, ReadOptions};
 use crate::error::{DataError, Result};
 use crate::FileError;
 
-/// The required columns, in the order [`write`] puts them.
+/// The required columns, in the order [`ParquetWriter`] puts them.
 const COLUMNS: [&str; 4] = ["user", "item", "timestamp", "kind"];
 
 /// Rows read from each column at a time.
 const BATCH_ROWS: usize = 64 * 1024;
 
-/// Rows per row group that [`write`] produces.
+/// Rows per row group that [`ParquetWriter`] produces.
 const ROW_GROUP_ROWS: usize = 1 << 20;
 
-/// The schema [`write`] produces.
+/// The schema [`ParquetWriter`] produces.
 const SCHEMA: &str = "message events {
   REQUIRED BYTE_ARRAY user (STRING);
   REQUIRED BYTE_ARRAY item (STRING);
@@ -328,42 +328,87 @@ impl Cursor {
     }
 }
 
-/// Writes `log` as Parquet with its raw ids (the schema in the module documentation).
-pub fn write(log: &EventLog, path: &Path) -> Result<()> {
-    write_row_groups(log, path, ROW_GROUP_ROWS)
+/// Writes Parquet one event at a time, a row group (a million events) at once.
+/// [`ParquetWriter::finish`] writes the last row group and the footer; a file not finished is
+/// not a Parquet file.
+pub struct ParquetWriter {
+    writer: SerializedFileWriter<File>,
+    source: String,
+    rows_per_group: usize,
+    users: Vec<ByteArray>,
+    items: Vec<ByteArray>,
+    stamps: Vec<i64>,
+    kinds: Vec<ByteArray>,
 }
 
-/// [`write`] with `rows_per_group` rows in each row group.
-fn write_row_groups(log: &EventLog, path: &Path, rows_per_group: usize) -> Result<()> {
-    let source = path.display().to_string();
-    let fail = |e| parquet_error(&source, e);
-    let schema = Arc::new(parse_message_type(SCHEMA).map_err(fail)?);
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(rows_per_group))
-        .set_created_by(format!("slowfast {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let file = File::create(path).map_err(|e| FileError::new(path, e))?;
-    let mut writer = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(fail)?;
-    for events in log.events.chunks(rows_per_group.max(1)) {
-        let (mut users, mut items) = (Vec::new(), Vec::new());
-        let (mut stamps, mut kinds) = (Vec::new(), Vec::new());
-        for e in events {
-            let (user, item) = log.raw_ids(e)?;
-            users.push(ByteArray::from(user));
-            items.push(ByteArray::from(item));
-            stamps.push(e.ts);
-            kinds.push(ByteArray::from(e.kind.as_str()));
-        }
-        let mut group = writer.next_row_group().map_err(fail)?;
-        write_column::<ByteArrayType>(&mut group, &users).map_err(fail)?;
-        write_column::<ByteArrayType>(&mut group, &items).map_err(fail)?;
-        write_column::<Int64Type>(&mut group, &stamps).map_err(fail)?;
-        write_column::<ByteArrayType>(&mut group, &kinds).map_err(fail)?;
-        group.close().map_err(fail)?;
+impl ParquetWriter {
+    /// Creates (or truncates) `path`.
+    pub fn create(path: &Path) -> Result<ParquetWriter> {
+        ParquetWriter::with_row_groups(path, ROW_GROUP_ROWS)
     }
-    writer.close().map_err(fail)?;
-    Ok(())
+
+    /// [`ParquetWriter::create`] with `rows_per_group` rows in each row group.
+    fn with_row_groups(path: &Path, rows_per_group: usize) -> Result<ParquetWriter> {
+        let source = path.display().to_string();
+        let fail = |e| parquet_error(&source, e);
+        let schema = Arc::new(parse_message_type(SCHEMA).map_err(fail)?);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(rows_per_group))
+            .set_created_by(format!("slowfast {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let file = File::create(path).map_err(|e| FileError::new(path, e))?;
+        let writer = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(fail)?;
+        Ok(ParquetWriter {
+            writer,
+            source,
+            rows_per_group: rows_per_group.max(1),
+            users: Vec::new(),
+            items: Vec::new(),
+            stamps: Vec::new(),
+            kinds: Vec::new(),
+        })
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, user: &str, item: &str, ts: i64, kind: EventKind) -> Result<()> {
+        self.users.push(ByteArray::from(user));
+        self.items.push(ByteArray::from(item));
+        self.stamps.push(ts);
+        self.kinds.push(ByteArray::from(kind.as_str()));
+        if self.stamps.len() >= self.rows_per_group {
+            self.write_group()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered events as one row group.
+    fn write_group(&mut self) -> Result<()> {
+        let fail = |e| parquet_error(&self.source, e);
+        let mut group = self.writer.next_row_group().map_err(fail)?;
+        write_column::<ByteArrayType>(&mut group, &self.users).map_err(fail)?;
+        write_column::<ByteArrayType>(&mut group, &self.items).map_err(fail)?;
+        write_column::<Int64Type>(&mut group, &self.stamps).map_err(fail)?;
+        write_column::<ByteArrayType>(&mut group, &self.kinds).map_err(fail)?;
+        group.close().map_err(fail)?;
+        self.users.clear();
+        self.items.clear();
+        self.stamps.clear();
+        self.kinds.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and the footer.
+    pub fn finish(mut self) -> Result<()> {
+        if !self.stamps.is_empty() {
+            self.write_group()?;
+        }
+        let source = self.source.clone();
+        self.writer
+            .close()
+            .map(|_| ())
+            .map_err(|e| parquet_error(&source, e))
+    }
 }
 
 /// Writes the next column of a row group.
@@ -392,7 +437,7 @@ mod tests {
 
     use super::*;
     use crate::synth::{self, SynthConfig};
-    use crate::{EventKind, Format};
+    use crate::Format;
 
     /// A column of a hand-made table: its values, `None` for a null.
     enum Values {
@@ -478,7 +523,12 @@ mod tests {
         assert_same_log(&read_back("events.parquet"), &csv, "Parquet");
         // Row groups (and batches) that end mid-way through a user's history.
         let path = dir.path().join("small-groups.parquet");
-        write_row_groups(&original, &path, 1000).unwrap();
+        let mut writer = ParquetWriter::with_row_groups(&path, 1000).unwrap();
+        for e in &original.events {
+            let (user, item) = original.raw_ids(e).unwrap();
+            writer.push(user, item, e.ts, e.kind).unwrap();
+        }
+        writer.finish().unwrap();
         let file = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         assert!(file.num_row_groups() > 3);
         assert_same_log(

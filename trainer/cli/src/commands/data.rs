@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use slowfast_data::{EventLog, FileError};
+use slowfast_data::FileError;
 
 use crate::error::Result;
 use crate::input::Input;
@@ -40,24 +40,37 @@ impl DataCommand {
 }
 
 fn convert(input: &Input, out: &Path) -> Result<()> {
-    println!("{}", write_log(&input.read_log()?, out)?);
+    let log = input.read_log()?;
+    create_parent(out)?;
+    slowfast_data::write(&log, out)?;
+    let (clicks, exposures) = log.counts();
+    println!(
+        "{}",
+        wrote(out, log.users.len(), log.items.len(), clicks, exposures)
+    );
     Ok(())
 }
 
-/// Writes `log` to `out` (its folder created) in the format the name asks for; returns the line
-/// that says what was written.
-pub(crate) fn write_log(log: &EventLog, out: &Path) -> Result<String> {
+/// Creates the folder `out` is written in.
+pub(crate) fn create_parent(out: &Path) -> Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
     }
-    slowfast_data::write(log, out)?;
-    let (clicks, exposures) = log.counts();
-    Ok(format!(
-        "wrote {}: {} users, {} items, {clicks} clicks, {exposures} exposures",
-        out.display(),
-        log.users.len(),
-        log.items.len(),
-    ))
+    Ok(())
+}
+
+/// The line that says what an event log written to `out` holds.
+pub(crate) fn wrote(
+    out: &Path,
+    users: usize,
+    items: usize,
+    clicks: usize,
+    exposures: usize,
+) -> String {
+    format!(
+        "wrote {}: {users} users, {items} items, {clicks} clicks, {exposures} exposures",
+        out.display()
+    )
 }
 
 fn stats(input: &Input, json: bool) -> Result<()> {

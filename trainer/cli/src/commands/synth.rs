@@ -1,9 +1,12 @@
-//! `slowfast synth`: a synthetic event log.
+//! `slowfast synth`: a synthetic event log, streamed to its file.
 
 use std::path::{Path, PathBuf};
 
+use std::fmt::Write as _;
+
 use clap::Args;
 use slowfast_data::synth::{self, SynthConfig};
+use slowfast_data::{EventKind, EventWriter};
 
 use crate::error::Result;
 
@@ -49,8 +52,29 @@ pub fn run(a: &SynthArgs) -> Result<()> {
     write_synth(&cfg, &a.out)
 }
 
+/// Users simulated (and their events held) at a time: about 90 MB of events with the default
+/// click counts.
+const BLOCK_USERS: usize = 10_000;
+
+/// Streams the synthetic log into `out` (its folder created), a block of users at a time.
 fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
-    let log = synth::generate(cfg)?;
-    println!("{} (seed {})", super::data::write_log(&log, out)?, cfg.seed);
+    super::data::create_parent(out)?;
+    let mut writer = EventWriter::create(out)?;
+    let (mut clicks, mut exposures) = (0, 0);
+    let (mut user, mut item) = (String::new(), String::new());
+    synth::generate_streaming(cfg, BLOCK_USERS, |e| {
+        match e.kind {
+            EventKind::Click => clicks += 1,
+            EventKind::Exposure => exposures += 1,
+        }
+        user.clear();
+        item.clear();
+        write!(user, "u{}", e.user).expect("writing to a String cannot fail");
+        write!(item, "i{}", e.item).expect("writing to a String cannot fail");
+        writer.push(&user, &item, e.ts, e.kind)
+    })?;
+    writer.finish()?;
+    let line = super::data::wrote(out, cfg.users, cfg.items, clicks, exposures);
+    println!("{line} (seed {})", cfg.seed);
     Ok(())
 }

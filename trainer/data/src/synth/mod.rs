@@ -107,6 +107,7 @@
 //! item `n` is `i{n}` and `n` (all ids are interned up front, in order).
 
 mod policy;
+mod spill;
 mod world;
 
 #[cfg(test)]
@@ -377,6 +378,42 @@ pub fn generate_with_world(cfg: &SynthConfig) -> Result<(World, EventLog)> {
     }
     log.events = events;
     Ok((world, log))
+}
+
+/// [`generate`]'s log handed to `push` event by event, in the same order, holding the events
+/// of at most `block_users` users at a time: each block of users is simulated, sorted and
+/// spilled to a temporary directory (17 bytes an event; `TMPDIR` chooses where), and the
+/// blocks are merged by time, then user. No two blocks share a user, so the merge gives exactly
+/// [`generate`]'s one stable sort. The users and items are the world's, `u0…` and `i0…`.
+pub fn generate_streaming(
+    cfg: &SynthConfig,
+    block_users: usize,
+    mut push: impl FnMut(&Event) -> Result<()>,
+) -> Result<()> {
+    let world = World::new(cfg)?;
+    let policy = LoggingPolicy::new(&world)?;
+    let users = world.num_users() as u32;
+    let block = u32::try_from(block_users.max(1)).unwrap_or(u32::MAX);
+    let mut events = Vec::new();
+    let mut spill = None;
+    for start in (0..users).step_by(block as usize) {
+        events.clear();
+        for user in start..start.saturating_add(block).min(users) {
+            simulate_user(&world, &policy, user, &mut events);
+        }
+        events.sort_by_key(|e| (e.ts, e.user));
+        if block >= users {
+            return events.iter().try_for_each(&mut push);
+        }
+        spill
+            .get_or_insert(spill::Spill::new()?)
+            .write_run(&events)?;
+    }
+    drop(events);
+    match spill {
+        Some(spill) => spill.merge(push),
+        None => Ok(()),
+    }
 }
 
 /// The state of `user` at the end of the history [`generate`] writes for them: where an
