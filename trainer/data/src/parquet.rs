@@ -95,7 +95,7 @@ pub fn read(path: &Path, opts: ReadOptions) -> Result<EventLog> {
         .reserve_exact(usize::try_from(metadata.file_metadata().num_rows()).unwrap_or(0));
     let mut row = 0u64;
     let mut batch: [Vec<Option<Value>>; 4] = Default::default();
-    let mut id = String::new();
+    let mut ids = [String::new(), String::new()];
     for group in 0..reader.num_row_groups() {
         let group = reader.get_row_group(group).map_err(fail)?;
         let mut cursors = columns
@@ -123,7 +123,7 @@ pub fn read(path: &Path, opts: ReadOptions) -> Result<EventLog> {
             for i in 0..rows {
                 row += 1;
                 let fields = (&users[i], &items[i], &stamps[i], &kinds[i]);
-                if let Err(reason) = push_row(&mut log, &mut id, fields) {
+                if let Err(reason) = push_row(&mut log, &mut ids, fields) {
                     malformed(&mut log, opts, &source, row, reason)?;
                 }
             }
@@ -140,10 +140,11 @@ type Row<'a> = (
     &'a Option<Value>,
 );
 
-/// Parses one row into the log or says why it is malformed; `id` is scratch for integer ids.
+/// Parses one row into the log or says why it is malformed (leaving the log as it was);
+/// `ids` is scratch for integer ids.
 fn push_row(
     log: &mut EventLog,
-    id: &mut String,
+    ids: &mut [String; 2],
     (user, item, ts, kind): Row<'_>,
 ) -> std::result::Result<(), String> {
     let ts = match ts {
@@ -151,8 +152,12 @@ fn push_row(
         _ => return Err("empty timestamp".to_owned()),
     };
     let kind = super::parse_kind(text(kind, "kind")?.trim())?;
-    let user = log.users.intern(id_text(user, "user", id)?);
-    let item = log.items.intern(id_text(item, "item", id)?);
+    let [user_id, item_id] = ids;
+    let (user, item) = (
+        id_text(user, "user", user_id)?,
+        id_text(item, "item", item_id)?,
+    );
+    let (user, item) = (log.users.intern(user), log.items.intern(item));
     log.events.push(Event {
         user,
         item,
@@ -584,21 +589,30 @@ mod tests {
           OPTIONAL BYTE_ARRAY kind (STRING);
         }";
         let columns = [
-            Values::Text(vec![Some("u1"), None, Some("u1"), Some("u2"), Some("")]),
+            Values::Text(vec![
+                Some("u1"),
+                None,
+                Some("u1"),
+                Some("u2"),
+                Some(""),
+                Some("u9"),
+            ]),
             Values::Text(vec![
                 Some("i1"),
                 Some("i1"),
                 Some("i2"),
                 Some("i3"),
                 Some("i4"),
+                None,
             ]),
-            Values::Int64(vec![Some(1), Some(2), None, Some(4), Some(5)]),
+            Values::Int64(vec![Some(1), Some(2), None, Some(4), Some(5), Some(6)]),
             Values::Text(vec![
                 Some("click"),
                 Some("click"),
                 Some("click"),
                 Some("view"),
                 None,
+                Some("click"),
             ]),
         ];
         write_table(&path, schema, &columns, Compression::SNAPPY);
@@ -608,17 +622,20 @@ mod tests {
             "{err}"
         );
         let log = read_file(&path, true).unwrap();
-        assert_eq!(log.skipped, 4);
+        assert_eq!(log.skipped, 5);
         assert_eq!(log.events.len(), 1);
         assert_eq!(
             (log.users.raw(0), log.items.raw(0)),
             (Some("u1"), Some("i1"))
         );
+        // A skipped row leaves no id behind (u9's row lacks its item).
+        assert_eq!((log.users.len(), log.items.len()), (1, 1));
         // The rows' reasons, each alone in a file.
         for (row, reason) in [
             (3, "empty timestamp"),
             (4, "kind 'view' is neither 'click' nor 'exposure'"),
             (5, "empty kind"),
+            (6, "empty item"),
         ] {
             let keep = |v: &Values| match v {
                 Values::Text(v) => Values::Text(vec![v[0], v[row - 1]]),
