@@ -242,6 +242,9 @@ fn add(counts: &mut PhaseCounts, events: &[Event]) {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
     use super::*;
     use crate::EventKind::{Click, Exposure};
 
@@ -312,12 +315,23 @@ mod tests {
     /// its user's events stably sorted by time.
     #[test]
     fn timelines_are_runs_of_one_array_holding_each_event_once() {
-        let cfg = crate::synth::SynthConfig {
-            users: 60,
-            items: 300,
-            ..Default::default()
-        };
-        let mut log = crate::synth::generate(&cfg).unwrap();
+        // 60 users' events in a random file order, with many ties in time within a user.
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut log = EventLog::default();
+        for _ in 0..3000 {
+            let (user, item) = (rng.random_range(0..60), rng.random_range(0..300));
+            let kind = if rng.random_bool(0.5) {
+                Click
+            } else {
+                Exposure
+            };
+            log.push_raw(
+                &format!("u{user}"),
+                &format!("i{item}"),
+                rng.random_range(0..400),
+                kind,
+            );
+        }
         for k in 0..10 {
             log.push_raw("short", &format!("i{k}"), k, Click);
         }
@@ -330,8 +344,11 @@ mod tests {
             panic!("a split's timeline owns its events")
         };
         assert_eq!(all.len(), log.events.len());
-        assert_eq!(split.report.users, 60);
-        assert_eq!(split.report.users_too_short, 1);
+        let clicks = |events: &[Event]| events.iter().filter(|e| e.kind == Click).count();
+        let long = per_user.iter().filter(|e| clicks(e) >= MIN_CLICKS).count();
+        assert_eq!(split.report.users, long);
+        assert!(long > 50, "most users have a slow phase: {long}");
+        assert_eq!(split.report.users_too_short, per_user.len() - long);
         for t in &split.timelines {
             assert!(matches!(&t.events, Events::Shared { all: a, .. } if Arc::ptr_eq(a, all)));
             let mut expected = per_user[t.user as usize].clone();
